@@ -1,0 +1,1 @@
+"""On-call command line tools (python -m functions.cli)."""

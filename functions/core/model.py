@@ -1,0 +1,137 @@
+"""Domain types shared by the API, the evaluator, the sender and the on-call tools.
+
+Frozen dataclasses, no AWS. Storage modules convert to and from these.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+CONVERSION_STATUSES: tuple[str, ...] = (
+    "approved",
+    "pending",
+    "on_hold",
+    "test",
+    "fraud",
+    "not_allowed",
+    "rejected",
+    "refunded",
+    "blocked",
+)
+CONVERSION_TYPE_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+class Scope(StrEnum):
+    GLOBAL = "global"
+    OFFER = "offer"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset(
+    {DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED, DeliveryState.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class Postback:
+    id: str
+    affiliate_id: str
+    scope: Scope
+    included_offer_ids: tuple[str, ...]
+    excluded_offer_ids: tuple[str, ...]
+    conversion_types: tuple[str, ...]
+    conversion_statuses: tuple[str, ...]
+    url: str
+    enabled: bool
+    created_at: str
+    updated_at: str
+    version: int
+    # Health, maintained by the sender.
+    last_success_at: str | None = None
+    consecutive_failures: int = 0
+    last_failure_reason: str | None = None
+    last_failure_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One conversion as the conversion service wrote it (contract §3), status normalised."""
+
+    conversion_id: str
+    affiliate_id: str
+    offer_id: str
+    conversion_type: str
+    status: str
+    attributes: dict[str, str | Decimal | list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConversionChange:
+    """A stream record reduced to what firing needs: the new image and the previous status."""
+
+    conversion: Conversion
+    previous_status: str | None
+    # When the change was written (stream ApproximateCreationDateTime), seconds since the epoch.
+    changed_at: float
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds and a `Z`: sorts as text in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _crockford(number: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_CROCKFORD[number & 31])
+        number >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ulid(now_ms: int | None = None) -> str:
+    """A ULID: 48-bit millisecond time + 80 random bits, 26 Crockford base32 characters."""
+    millis = int(time.time() * 1000) if now_ms is None else now_ms
+    randomness = int.from_bytes(os.urandom(10), "big")
+    return _crockford(millis, 10) + _crockford(randomness, 16)
+
+
+def new_postback_id() -> str:
+    return "pb_" + new_ulid()
+
+
+def delivery_id_for(postback_id: str, conversion_id: str, status: str) -> str:
+    """The delivery ID derived from (postback, conversion, status): the deduplication key.
+
+    Deterministic, so a redelivered stream record or a status flip-flop computes the same ID and
+    the conditional write refuses a second delivery; it is also the `{deliveryId}` placeholder.
+    """
+    digest = hashlib.sha256(f"{postback_id}\x1f{conversion_id}\x1f{status}".encode()).digest()
+    return "dl_" + base64.b32encode(digest).decode("ascii").rstrip("=").lower()[:32]

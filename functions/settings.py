@@ -1,0 +1,191 @@
+"""The one place the environment is read.
+
+Every setting of the system is an environment variable read here. Most code receives a
+`Settings` object (built once per cold start by `load_settings()`); the few values that are
+needed at import time (pynamodb `Meta` table names, decorator arguments) are exposed as module
+constants below, read from the same variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+LOCAL_STAGES = frozenset({"local", "test"})
+DEFAULT_JWT_SECRET = "local-dev-secret-change-me-0123456789"
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(ValueError):
+    """A setting has a value the system cannot run with."""
+
+
+def _env(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = _env(environ, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = _env(environ, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def parse_private_targets(raw: str) -> tuple[Network, ...]:
+    """`POSTBACKS_ALLOW_PRIVATE_TARGETS`: `1` (loopback), `0`/empty (none) or a CIDR list."""
+    raw = raw.strip()
+    if raw in ("", "0"):
+        return ()
+    if raw == "1":
+        return tuple(ipaddress.ip_network(cidr) for cidr in LOOPBACK_NETWORKS)
+    networks: list[Network] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise SettingsError(
+                f"POSTBACKS_ALLOW_PRIVATE_TARGETS: {part!r} is not a CIDR (use 1, 0 or a CIDR list)"
+            ) from exc
+    return tuple(networks)
+
+
+def parse_ports(raw: str) -> frozenset[int]:
+    ports: set[int] = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise SettingsError(f"POSTBACKS_ALLOWED_PORTS: {part!r} is not a port")
+        ports.add(int(part))
+    return frozenset(ports)
+
+
+def parse_name_list(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "local"
+    region: str = "us-east-1"
+    # Resource names (names or full queue URLs; names are resolved once per cold start).
+    postbacks_table: str = "postbacks"
+    deliveries_table: str = "postback-deliveries"
+    conversions_table: str = "conversions"
+    deliveries_queue: str = "postback-deliveries"
+    deliveries_dlq: str = "postback-deliveries-dlq"
+    evaluator_dlq: str = "postback-evaluator-dlq"
+    # Authentication.
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Egress guard.
+    allow_private_targets: tuple[Network, ...] = ()
+    allowed_ports: frozenset[int] = frozenset({80, 443, 8080, 8443})
+    # Restricted placeholders affiliates may use (`*` for all of them).
+    affiliate_restricted_placeholders: frozenset[str] = frozenset()
+    # Limits.
+    max_postbacks_per_affiliate: int = 100
+    max_offers_per_postback: int = 500
+    max_url_length: int = 2048
+    # Evaluator.
+    rules_cache_seconds: float = 5.0
+    delivery_ttl_days: int = 90
+    # Sender: retry schedule and HTTP.
+    retry_base_seconds: float = 30.0
+    max_attempts: int = 13
+    connect_timeout_seconds: float = 3.0
+    read_timeout_seconds: float = 5.0
+    total_timeout_seconds: float = 10.0
+    max_response_bytes: int = 65536
+    sender_max_concurrency: int = 50
+    sender_per_host_concurrency: int = 10
+    lease_seconds: float = 30.0
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage in LOCAL_STAGES
+
+    @property
+    def retry_deadline_seconds(self) -> float:
+        """72 h at the default base of 30 s (base x 8640)."""
+        return self.retry_base_seconds * 8640
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment; raises SettingsError on a bad value."""
+    env = os.environ if environ is None else environ
+    stage = _env(env, "POSTBACKS_STAGE", "local")
+    secret = _env(env, "POSTBACKS_JWT_SECRET", DEFAULT_JWT_SECRET)
+    if stage not in LOCAL_STAGES and (len(secret.encode()) < 32 or secret == DEFAULT_JWT_SECRET):
+        raise SettingsError(
+            "POSTBACKS_JWT_SECRET must be at least 32 bytes and not the local default outside local mode"
+        )
+    restricted = _env(env, "POSTBACKS_AFFILIATE_RESTRICTED_PLACEHOLDERS", "")
+    return Settings(
+        stage=stage,
+        region=_env(env, "AWS_REGION", _env(env, "AWS_DEFAULT_REGION", "us-east-1")),
+        postbacks_table=_env(env, "POSTBACKS_TABLE", "postbacks"),
+        deliveries_table=_env(env, "POSTBACKS_DELIVERIES_TABLE", "postback-deliveries"),
+        conversions_table=_env(env, "POSTBACKS_CONVERSIONS_TABLE", "conversions"),
+        deliveries_queue=_env(env, "POSTBACKS_DELIVERIES_QUEUE", "postback-deliveries"),
+        deliveries_dlq=_env(env, "POSTBACKS_DELIVERIES_DLQ", "postback-deliveries-dlq"),
+        evaluator_dlq=_env(env, "POSTBACKS_EVALUATOR_DLQ", "postback-evaluator-dlq"),
+        jwt_secret=secret,
+        jwt_issuer=env.get("POSTBACKS_JWT_ISSUER") or None,
+        jwt_audience=env.get("POSTBACKS_JWT_AUDIENCE") or None,
+        allow_private_targets=parse_private_targets(_env(env, "POSTBACKS_ALLOW_PRIVATE_TARGETS", "")),
+        allowed_ports=parse_ports(_env(env, "POSTBACKS_ALLOWED_PORTS", "80,443,8080,8443")),
+        affiliate_restricted_placeholders=parse_name_list(restricted),
+        max_postbacks_per_affiliate=_int(env, "POSTBACKS_MAX_POSTBACKS_PER_AFFILIATE", 100, 1),
+        max_offers_per_postback=_int(env, "POSTBACKS_MAX_OFFERS_PER_POSTBACK", 500, 1),
+        rules_cache_seconds=_float(env, "POSTBACKS_RULES_CACHE_SECONDS", 5.0),
+        delivery_ttl_days=_int(env, "POSTBACKS_DELIVERY_TTL_DAYS", 90, 1),
+        retry_base_seconds=_float(env, "POSTBACKS_RETRY_BASE_SECONDS", 30.0, 0.001),
+        max_attempts=_int(env, "POSTBACKS_MAX_ATTEMPTS", 13, 1),
+        connect_timeout_seconds=_float(env, "POSTBACKS_CONNECT_TIMEOUT_SECONDS", 3.0, 0.01),
+        read_timeout_seconds=_float(env, "POSTBACKS_READ_TIMEOUT_SECONDS", 5.0, 0.01),
+        total_timeout_seconds=_float(env, "POSTBACKS_TOTAL_TIMEOUT_SECONDS", 10.0, 0.01),
+        max_response_bytes=_int(env, "POSTBACKS_MAX_RESPONSE_BYTES", 65536, 1),
+        sender_max_concurrency=_int(env, "POSTBACKS_SENDER_MAX_CONCURRENCY", 50, 1),
+        sender_per_host_concurrency=_int(env, "POSTBACKS_SENDER_PER_HOST_CONCURRENCY", 10, 1),
+        lease_seconds=_float(env, "POSTBACKS_LEASE_SECONDS", 30.0, 1.0),
+    )
+
+
+# Import-time values (pynamodb Meta, decorator arguments), from the same variables.
+REGION = _env(os.environ, "AWS_REGION", _env(os.environ, "AWS_DEFAULT_REGION", "us-east-1"))
+POSTBACKS_TABLE = _env(os.environ, "POSTBACKS_TABLE", "postbacks")
+DELIVERIES_TABLE = _env(os.environ, "POSTBACKS_DELIVERIES_TABLE", "postback-deliveries")
+CONVERSIONS_TABLE = _env(os.environ, "POSTBACKS_CONVERSIONS_TABLE", "conversions")
+DELIVERIES_QUEUE = _env(os.environ, "POSTBACKS_DELIVERIES_QUEUE", "postback-deliveries")
+# Chalice's decorators need the stream ARN at package time; the merge template overrides it.
+CONVERSIONS_STREAM_ARN = _env(
+    os.environ,
+    "POSTBACKS_CONVERSIONS_STREAM_ARN",
+    "arn:aws:dynamodb:us-east-1:123456789012:table/conversions/stream/1970-01-01T00:00:00.000",
+)

@@ -1,0 +1,163 @@
+"""pynamodb models of the postbacks and deliveries tables.
+
+The tables themselves are defined once, in `infrastructure/template.json`; a test checks that
+the key schemas and indexes there agree with these models. Table names come from
+`functions.settings` (read at import, as pynamodb requires).
+
+postbacks
+    hash key `postback_id`: the API reads one postback by id with a consistent GetItem.
+    GSI `by_affiliate` (affiliate_id, created_at), projection ALL: the evaluator reads all
+    postbacks of one affiliate with one Query; the API lists an affiliate's postbacks newest first.
+    GSI `by_created` (listing, created_at): an admin's list of every postback, newest first.
+    Quota items (`postback_id` = `quota#<affiliate>`, attribute `postback_count`) hold the number
+    of postbacks per affiliate; create and delete update them in the same transaction, so the
+    per-affiliate limit holds under concurrency. They carry no index attributes.
+
+postback-deliveries
+    hash key `delivery_id` (derived from postback, conversion and status: the dedup key).
+    GSI `by_postback` (postback_id, created_at): the delivery log, newest first.
+    GSI `by_dead_letter` (dead_letter_partition, dead_lettered_at), sparse: dead-lettered
+    deliveries by time, for `recover --since` after the DLQ copy has expired.
+    TTL attribute `expires_at` (epoch seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from functions import settings
+
+POSTBACK_LISTING_PARTITION = "postbacks"
+DEAD_LETTER_PARTITION = "dead"
+QUOTA_PREFIX = "quota#"
+
+
+class PostbacksByAffiliate(GlobalSecondaryIndex["PostbackModel"]):
+    class Meta:
+        index_name = "by_affiliate"
+        projection = AllProjection()
+
+    affiliate_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class PostbacksByCreated(GlobalSecondaryIndex["PostbackModel"]):
+    class Meta:
+        index_name = "by_created"
+        projection = AllProjection()
+
+    listing = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class PostbackModel(Model):
+    class Meta:
+        table_name = settings.POSTBACKS_TABLE
+        region = settings.REGION
+
+    postback_id = UnicodeAttribute(hash_key=True)
+    affiliate_id = UnicodeAttribute(null=True)
+    listing = UnicodeAttribute(null=True)
+    scope = UnicodeAttribute(null=True)
+    included_offer_ids = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    excluded_offer_ids = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    conversion_types = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    conversion_statuses = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    url = UnicodeAttribute(null=True)
+    enabled = BooleanAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+    # Health, maintained by the sender.
+    last_success_at = UnicodeAttribute(null=True)
+    consecutive_failures = NumberAttribute(null=True)
+    last_failure_reason = UnicodeAttribute(null=True)
+    last_failure_at = UnicodeAttribute(null=True)
+    # Quota items only.
+    postback_count = NumberAttribute(null=True)
+
+    by_affiliate = PostbacksByAffiliate()
+    by_created = PostbacksByCreated()
+
+
+class AttemptMap(MapAttribute[str, Any]):
+    """One attempt of a delivery, as logged on the delivery record (design.md, Sender)."""
+
+    number = NumberAttribute()
+    at = UnicodeAttribute()
+    duration_ms = NumberAttribute(null=True)
+    outcome = UnicodeAttribute()  # delivered | retryable | terminal | blocked | cancelled
+    status_code = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    resolved_address = UnicodeAttribute(null=True)
+    retry_after = UnicodeAttribute(null=True)
+    location = UnicodeAttribute(null=True)
+    response_excerpt = UnicodeAttribute(null=True)
+    next_attempt_at = UnicodeAttribute(null=True)
+    test = BooleanAttribute(null=True)
+
+
+class DeliveriesByPostback(GlobalSecondaryIndex["DeliveryModel"]):
+    class Meta:
+        index_name = "by_postback"
+        projection = AllProjection()
+
+    postback_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class DeliveriesByDeadLetter(GlobalSecondaryIndex["DeliveryModel"]):
+    class Meta:
+        index_name = "by_dead_letter"
+        projection = AllProjection()
+
+    dead_letter_partition = UnicodeAttribute(hash_key=True)
+    dead_lettered_at = UnicodeAttribute(range_key=True)
+
+
+class DeliveryModel(Model):
+    class Meta:
+        table_name = settings.DELIVERIES_TABLE
+        region = settings.REGION
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    postback_id = UnicodeAttribute()
+    affiliate_id = UnicodeAttribute()
+    conversion_id = UnicodeAttribute()
+    conversion_status = UnicodeAttribute()  # the status that fired it
+    previous_status = UnicodeAttribute(null=True)
+    offer_id = UnicodeAttribute(null=True)
+    url = UnicodeAttribute()  # rendered at match time; never logged (it carries click data)
+    target_host = UnicodeAttribute()
+    state = UnicodeAttribute()  # functions.core.model.DeliveryState
+    reason = UnicodeAttribute(null=True)
+    is_test = BooleanAttribute(default=False)
+    attempts = ListAttribute(of=AttemptMap, default=list)  # type: ignore[var-annotated]
+    # Attempts of the current schedule (a redrive starts a new schedule; history is kept).
+    cycle_attempts = NumberAttribute(default=0)
+    schedule_started_at = UnicodeAttribute(null=True)
+    next_attempt_at = UnicodeAttribute(null=True)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_expires_at = NumberAttribute(null=True)  # epoch seconds
+    enqueued_at = UnicodeAttribute(null=True)
+    delivered_at = UnicodeAttribute(null=True)
+    dead_lettered_at = UnicodeAttribute(null=True)
+    dead_letter_partition = UnicodeAttribute(null=True)
+    redrive_count = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    expires_at = NumberAttribute()  # TTL, epoch seconds
+
+    by_postback = DeliveriesByPostback()
+    by_dead_letter = DeliveriesByDeadLetter()

@@ -24,4 +24,21 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
-import moto  # noqa: E402,F401  (imported before any client exists)
+from pathlib import Path
+
+import moto  # noqa: F401  (imported before any client exists)
+import pytest
+
+_TIERS = ("unit", "integration", "e2e", "infrastructure")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test carries the marker of its tier (its top folder under tests/)."""
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            tier = Path(item.path).relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if tier in _TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

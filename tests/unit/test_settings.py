@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from functions.settings import DEFAULT_JWT_SECRET, SettingsError, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load_settings({})
+    assert settings.stage == "local"
+    assert settings.allow_private_targets == ()
+    assert settings.allowed_ports == frozenset({80, 443, 8080, 8443})
+    assert settings.retry_base_seconds == 30
+    assert settings.max_attempts == 13
+    assert settings.rules_cache_seconds == 5
+    assert settings.retry_deadline_seconds == 72 * 3600
+    assert settings.deliveries_queue == "postback-deliveries"
+    assert settings.deliveries_dlq == "postback-deliveries-dlq"
+    assert settings.evaluator_dlq == "postback-evaluator-dlq"
+
+
+def test_allow_private_targets_one_means_loopback() -> None:
+    settings = load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": "1"})
+    assert settings.allow_private_targets == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+
+@pytest.mark.parametrize("raw", ["0", "", "  "])
+def test_allow_private_targets_zero_or_empty_means_none(raw: str) -> None:
+    assert load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": raw}).allow_private_targets == ()
+
+
+def test_allow_private_targets_takes_a_cidr_list() -> None:
+    settings = load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": "10.1.0.0/16, fd00::/8"})
+    assert settings.allow_private_targets == (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00::/8"))
+
+
+def test_a_bad_cidr_is_refused_with_the_variable_named() -> None:
+    with pytest.raises(SettingsError, match="POSTBACKS_ALLOW_PRIVATE_TARGETS"):
+        load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": "not-a-network"})
+
+
+def test_allowed_ports_are_parsed_and_checked() -> None:
+    assert load_settings({"POSTBACKS_ALLOWED_PORTS": "443, 9443"}).allowed_ports == frozenset({443, 9443})
+    with pytest.raises(SettingsError, match="POSTBACKS_ALLOWED_PORTS"):
+        load_settings({"POSTBACKS_ALLOWED_PORTS": "443,70000"})
+
+
+def test_short_or_default_secret_is_refused_outside_local_mode() -> None:
+    with pytest.raises(SettingsError, match="POSTBACKS_JWT_SECRET"):
+        load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_JWT_SECRET": "short"})
+    with pytest.raises(SettingsError, match="POSTBACKS_JWT_SECRET"):
+        load_settings({"POSTBACKS_STAGE": "prod"})
+    strong = "x" * 32
+    assert load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_JWT_SECRET": strong}).jwt_secret == strong
+
+
+def test_local_mode_accepts_the_default_secret() -> None:
+    assert load_settings({"POSTBACKS_STAGE": "local"}).jwt_secret == DEFAULT_JWT_SECRET
+
+
+def test_retry_base_scales_the_deadline() -> None:
+    assert load_settings({"POSTBACKS_RETRY_BASE_SECONDS": "1"}).retry_deadline_seconds == 8640
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("POSTBACKS_MAX_ATTEMPTS", "zero"), ("POSTBACKS_MAX_ATTEMPTS", "0"), ("POSTBACKS_RETRY_BASE_SECONDS", "-1")],
+)
+def test_bad_numbers_are_refused_with_the_variable_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_unit_tier_cannot_open_connections() -> None:
+    import socket
+
+    with pytest.raises(RuntimeError, match="unit tests may not open network connections"):
+        socket.create_connection(("127.0.0.1", 9))

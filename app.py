@@ -10,6 +10,8 @@ Event handlers live on their blueprints, so their Lambdas import only their own 
 """
 
 from chalice.app import Chalice
+
+import functions.api.delivery_routes  # noqa: F401  (registers its routes on `api`)
 from functions.api.routes import api
 from functions.evaluator.handler import evaluator
 from functions.sender.handler import sender

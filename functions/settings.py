@@ -183,6 +183,8 @@ POSTBACKS_TABLE = _env(os.environ, "POSTBACKS_TABLE", "postbacks")
 DELIVERIES_TABLE = _env(os.environ, "POSTBACKS_DELIVERIES_TABLE", "postback-deliveries")
 CONVERSIONS_TABLE = _env(os.environ, "POSTBACKS_CONVERSIONS_TABLE", "conversions")
 DELIVERIES_QUEUE = _env(os.environ, "POSTBACKS_DELIVERIES_QUEUE", "postback-deliveries")
+# `1` when packaging for AWS: API Gateway runs the JWT authorizer in front of the API routes.
+API_AUTHORIZER = _env(os.environ, "POSTBACKS_API_AUTHORIZER", "0") == "1"
 # Chalice's decorators need the stream ARN at package time; the merge template overrides it.
 CONVERSIONS_STREAM_ARN = _env(
     os.environ,

@@ -155,6 +155,8 @@ class DeliveryModel(Model):
     dead_lettered_at = UnicodeAttribute(null=True)
     dead_letter_partition = UnicodeAttribute(null=True)
     redrive_count = NumberAttribute(default=0)
+    # The DLQ message id (or recover run) that last reset this delivery for a redrive: makes redrive idempotent.
+    redrive_token = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     expires_at = NumberAttribute()  # TTL, epoch seconds

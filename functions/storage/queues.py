@@ -62,8 +62,12 @@ class Queue:
     def client(self) -> Any:
         if self._client is None:
             import boto3
+            from botocore.config import Config
 
-            self._client = boto3.client("sqs")
+            self._client = boto3.client(
+                "sqs",
+                config=Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}),
+            )
         return self._client
 
     @property

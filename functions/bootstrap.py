@@ -1,0 +1,75 @@
+"""Composition root: builds each component once per cold start, on first use.
+
+Every getter is cached and imports what it builds only when called, so a Lambda constructs (and
+imports) only the parts it uses: the sender never builds the API's service, the API never
+builds an HTTP client. Tests build components directly with fakes, or call `reset()` after
+changing the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from functions.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from functions.api.service import PostbackService
+    from functions.evaluator.service import ConversionEvaluator
+    from functions.sender.service import PostbackTestFire
+    from functions.storage.delivery_attempts import DeliveryAttemptRepository
+    from functions.storage.postbacks import PostbackRepository
+
+
+@functools.cache
+def settings() -> Settings:
+    return load_settings()
+
+
+@functools.cache
+def postback_repository() -> PostbackRepository:
+    from functions.storage.postbacks import PostbackRepository
+
+    return PostbackRepository()
+
+
+@functools.cache
+def postback_service() -> PostbackService:
+    from functions.api.service import PostbackService
+
+    return PostbackService(postback_repository(), settings())
+
+
+@functools.cache
+def delivery_attempts() -> DeliveryAttemptRepository:
+    from functions.storage.delivery_attempts import DeliveryAttemptRepository
+
+    return DeliveryAttemptRepository(ttl_days=settings().delivery_ttl_days)
+
+
+@functools.cache
+def postback_test_fire() -> PostbackTestFire:
+    from functions.sender.service import build_postback_test_fire
+
+    return build_postback_test_fire(settings())
+
+
+@functools.cache
+def conversion_evaluator() -> ConversionEvaluator:
+    """The evaluator of this container (its rules cache lives as long as the container)."""
+    from functions.evaluator.service import build_evaluator
+
+    return build_evaluator(settings())
+
+
+def reset() -> None:
+    """Forget every built component (tests that change the environment)."""
+    for getter in (
+        settings,
+        postback_repository,
+        postback_service,
+        delivery_attempts,
+        postback_test_fire,
+        conversion_evaluator,
+    ):
+        getter.cache_clear()

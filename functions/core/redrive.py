@@ -1,0 +1,361 @@
+"""Rules of the on-call tools: what a dead-letter message says, which ones a filter selects, and
+what a redrive or a recovery must do with each delivery. Pure: no AWS, no clock of its own.
+
+A redrive is four steps, each safe to interrupt:
+
+1. *claim* — a conditional update of the delivery record (compare-and-set on its state and
+   `updated_at`) resets its schedule, sets `redrive_token` to the DLQ message id (or the recovery
+   run) and moves it to the `redriving` partition of the `by_dead_letter` index;
+2. *send* — `{"v": 1, "delivery_id": ...}` to the deliveries queue;
+3. *mark* — a conditional update (token still ours, still `redriving`) records `enqueued_at` and
+   takes the delivery out of the index;
+4. *delete* — the DLQ copy.
+
+After a crash between 1 and 2 the record says "claimed by this message, not sent" and the DLQ
+message reappears: the re-run sends. After a crash between 2 and 3 the re-run sends once more (the
+sender's lease turns the duplicate into one GET) — unless the sender has already taken the
+delivery out of `pending`, which proves the send: then it only marks. After 3 the re-run only
+deletes the DLQ copy.
+A DLQ copy of a delivery that someone else already brought back is recognised by its token and
+dropped without sending.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from functions.core.model import DeliveryState, format_timestamp, parse_timestamp
+
+DEAD_PARTITION = "dead"
+REDRIVING_PARTITION = "redriving"
+# Reason given to a DLQ message the queue's own redrive policy moved (maxReceiveCount, a crash loop).
+MAX_RECEIVES_REASON = "max_receives_exceeded"
+
+CLAIMABLE_STATES = frozenset({DeliveryState.DEAD_LETTERED, DeliveryState.FAILED})
+FINISHED_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.CANCELLED})
+ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.IN_FLIGHT, DeliveryState.RETRYING})
+
+
+class MessageKind(StrEnum):
+    """What put a message in the deliveries DLQ."""
+
+    DEAD_LETTER = "dead_letter"  # the sender, with reason and history (messages.dead_letter_message)
+    MOVED = "moved"  # the queue's redrive policy moved a deliveries-queue message (crash loop)
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """One deliveries-DLQ message, as far as its body and attributes tell."""
+
+    message_id: str
+    kind: MessageKind
+    delivery_id: str | None
+    affiliate_id: str | None
+    postback_id: str | None
+    conversion_id: str | None
+    conversion_status: str | None
+    target_host: str | None
+    reason: str
+    last_status_code: int | None
+    attempts: tuple[dict[str, Any], ...]
+    dead_lettered_at: str | None
+    sent_at: datetime | None
+    receive_count: int
+    body: Any = field(repr=False, compare=False, default=None)
+
+    @property
+    def at(self) -> datetime | None:
+        """When it was dead-lettered (the body's time, else the time SQS first got it)."""
+        if self.dead_lettered_at:
+            try:
+                return parse_timestamp(self.dead_lettered_at)
+            except ValueError:
+                return self.sent_at
+        return self.sent_at
+
+
+@dataclass(frozen=True)
+class ConversionDeadLetterEntry:
+    """One evaluator-DLQ message: a conversions stream record that could not be evaluated."""
+
+    message_id: str
+    reason: str
+    record: dict[str, Any] | None
+    event_source_arn: str | None
+    sequence_number: str | None
+    dead_lettered_at: str | None
+    sent_at: datetime | None
+    receive_count: int
+    conversion_id: str | None
+    affiliate_id: str | None
+    event_name: str | None
+
+    @property
+    def at(self) -> datetime | None:
+        if self.dead_lettered_at:
+            try:
+                return parse_timestamp(self.dead_lettered_at)
+            except ValueError:
+                return self.sent_at
+        return self.sent_at
+
+
+def _sent_at(attributes: dict[str, str]) -> datetime | None:
+    raw = attributes.get("SentTimestamp")
+    if raw is None or not raw.isdigit():
+        return None
+    return datetime.fromtimestamp(int(raw) / 1000, UTC)
+
+
+def _receive_count(attributes: dict[str, str]) -> int:
+    raw = attributes.get("ApproximateReceiveCount", "0")
+    return int(raw) if raw.isdigit() else 0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _status_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def parse_delivery_dead_letter(
+    message_id: str, body_text: str, attributes: dict[str, str], message_attributes: dict[str, str]
+) -> DeadLetterEntry:
+    """Read a deliveries-DLQ message. Never raises: an unreadable body yields an entry without a delivery id."""
+    try:
+        body: Any = json.loads(body_text)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    is_dead_letter = body.get("kind") == "delivery"
+    raw_attempts = body.get("attempts") if is_dead_letter else None
+    attempts = tuple(a for a in raw_attempts if isinstance(a, dict)) if isinstance(raw_attempts, list) else ()
+    reason = _text(body.get("reason")) or _text(message_attributes.get("reason"))
+    return DeadLetterEntry(
+        message_id=message_id,
+        kind=MessageKind.DEAD_LETTER if is_dead_letter else MessageKind.MOVED,
+        delivery_id=_text(body.get("delivery_id")),
+        affiliate_id=_text(body.get("affiliate_id")) or _text(message_attributes.get("affiliate_id")),
+        postback_id=_text(body.get("postback_id")) or _text(message_attributes.get("postback_id")),
+        conversion_id=_text(body.get("conversion_id")),
+        conversion_status=_text(body.get("conversion_status")),
+        target_host=_text(body.get("target_host")),
+        reason=reason or (MAX_RECEIVES_REASON if not is_dead_letter else "unknown"),
+        last_status_code=_status_code(body.get("last_status_code"))
+        if is_dead_letter
+        else _status_code(message_attributes.get("status_code")),
+        attempts=attempts,
+        dead_lettered_at=_text(body.get("dead_lettered_at")),
+        sent_at=_sent_at(attributes),
+        receive_count=_receive_count(attributes),
+        body=body,
+    )
+
+
+def _image_string(image: Any, name: str) -> str | None:
+    if not isinstance(image, dict):
+        return None
+    value = image.get(name)
+    if isinstance(value, dict):
+        return _text(value.get("S"))
+    return None
+
+
+def parse_conversion_dead_letter(
+    message_id: str, body_text: str, attributes: dict[str, str]
+) -> ConversionDeadLetterEntry:
+    """Read an evaluator-DLQ message. Never raises: what cannot be read is left empty."""
+    try:
+        body: Any = json.loads(body_text)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    record = body.get("record") if isinstance(body.get("record"), dict) else None
+    dynamodb = record.get("dynamodb") if record is not None and isinstance(record.get("dynamodb"), dict) else {}
+    image = dynamodb.get("NewImage") or dynamodb.get("OldImage")
+    keys = dynamodb.get("Keys")
+    return ConversionDeadLetterEntry(
+        message_id=message_id,
+        reason=_text(body.get("reason")) or "unknown",
+        record=record,
+        event_source_arn=_text(body.get("event_source_arn"))
+        or (_text(record.get("eventSourceARN")) if record else None),
+        sequence_number=_text(body.get("sequence_number")) or _text(dynamodb.get("SequenceNumber")),
+        dead_lettered_at=_text(body.get("dead_lettered_at")),
+        sent_at=_sent_at(attributes),
+        receive_count=_receive_count(attributes),
+        conversion_id=_image_string(image, "conversion_id") or _image_string(keys, "conversion_id"),
+        affiliate_id=_image_string(image, "affiliate_id"),
+        event_name=_text(record.get("eventName")) if record else None,
+    )
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead-lettered deliveries an on-call engineer picked. Empty fields match everything."""
+
+    affiliate_ids: frozenset[str] = frozenset()
+    postback_ids: frozenset[str] = frozenset()
+    reasons: frozenset[str] = frozenset()
+    status_codes: frozenset[int] = frozenset()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.affiliate_ids or self.postback_ids or self.reasons or self.status_codes or self.since or self.until
+        )
+
+    def _time_matches(self, at: datetime | None) -> bool:
+        if self.since is None and self.until is None:
+            return True
+        if at is None:
+            return False
+        if self.since is not None and at < self.since:
+            return False
+        return not (self.until is not None and at >= self.until)
+
+    def matches(self, entry: DeadLetterEntry) -> bool:
+        if self.affiliate_ids and entry.affiliate_id not in self.affiliate_ids:
+            return False
+        if self.postback_ids and entry.postback_id not in self.postback_ids:
+            return False
+        if self.reasons and entry.reason not in self.reasons:
+            return False
+        if self.status_codes and entry.last_status_code not in self.status_codes:
+            return False
+        return self._time_matches(entry.at)
+
+    def matches_conversion(self, entry: ConversionDeadLetterEntry) -> bool:
+        """Evaluator DLQ: affiliate, reason and time apply (a record has no postback or status code)."""
+        if self.affiliate_ids and entry.affiliate_id not in self.affiliate_ids:
+            return False
+        if self.reasons and entry.reason not in self.reasons:
+            return False
+        return self._time_matches(entry.at)
+
+    def matches_record(self, record: DeliveryRecord) -> bool:
+        """Deliveries table (recover): affiliate, postback, reason, status code; time is the index range."""
+        if self.affiliate_ids and record.affiliate_id not in self.affiliate_ids:
+            return False
+        if self.postback_ids and record.postback_id not in self.postback_ids:
+            return False
+        if self.reasons and record.reason not in self.reasons:
+            return False
+        return not (self.status_codes and record.last_status_code not in self.status_codes)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """The part of a delivery record the on-call tools read."""
+
+    delivery_id: str
+    affiliate_id: str
+    postback_id: str
+    conversion_id: str
+    conversion_status: str
+    target_host: str
+    state: str
+    reason: str | None
+    attempts: tuple[dict[str, Any], ...]
+    cycle_attempts: int
+    redrive_count: int
+    redrive_token: str | None
+    dead_letter_partition: str | None
+    dead_lettered_at: str | None
+    lease_expires_at: float | None
+    enqueued_at: str | None
+    next_attempt_at: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def last_status_code(self) -> int | None:
+        for attempt in reversed(self.attempts):
+            code = _status_code(attempt.get("status_code"))
+            if code is not None:
+                return code
+        return None
+
+
+class Action(StrEnum):
+    CLAIM = "redrive"  # reset the record, send, mark, delete the DLQ copy
+    RESEND = "resend"  # a half-done redrive of this very message: send, mark, delete
+    FINISH = "finish"  # a half-done redrive the sender already picked up: mark, delete (no second send)
+    DROP = "drop_stale_copy"  # the delivery is already back on the queue or finished: delete the DLQ copy only
+    SKIP_MISSING = "skip_record_missing"  # no delivery record (expired or never written): leave it
+    SKIP_BUSY = "skip_busy"  # a sender holds a live lease on it, or a redrive is in progress: leave it
+    SKIP_UNREADABLE = "skip_unreadable"  # the message names no delivery: leave it
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    why: str
+
+
+def decide_for_message(entry: DeadLetterEntry, record: DeliveryRecord | None, now_epoch: float) -> Decision:
+    """What a redrive does with one deliveries-DLQ message, given the record as read just now."""
+    if entry.delivery_id is None:
+        return Decision(Action.SKIP_UNREADABLE, "the message names no delivery")
+    if record is None:
+        return Decision(Action.SKIP_MISSING, "no delivery record (expired after its retention, or never written)")
+    if record.redrive_token == entry.message_id:
+        if record.dead_letter_partition == REDRIVING_PARTITION:
+            if record.state != DeliveryState.PENDING:
+                return Decision(Action.FINISH, "an interrupted redrive of this message was sent; the sender has it")
+            return Decision(Action.RESEND, "an interrupted redrive of this message reset the record but did not finish")
+        return Decision(Action.DROP, "this message was already redriven")
+    if record.state in CLAIMABLE_STATES:
+        return Decision(Action.CLAIM, f"delivery is {record.state}")
+    if record.state in FINISHED_STATES:
+        return Decision(Action.DROP, f"delivery is already {record.state}")
+    if record.state in ACTIVE_STATES:
+        if entry.kind is MessageKind.DEAD_LETTER or record.dead_letter_partition == REDRIVING_PARTITION:
+            return Decision(Action.DROP, f"delivery was already brought back ({record.state})")
+        # Moved by the queue's redrive policy while the record was still active: it is stuck.
+        if record.lease_expires_at is not None and record.lease_expires_at > now_epoch:
+            return Decision(Action.SKIP_BUSY, "a sender holds a live lease on the delivery")
+        return Decision(Action.CLAIM, f"delivery is stuck in {record.state} after its message left the queue")
+    return Decision(Action.SKIP_UNREADABLE, f"unknown delivery state {record.state!r}")
+
+
+def decide_for_record(record: DeliveryRecord, now: datetime, abandoned_after_seconds: float) -> Decision:
+    """What a recovery from the deliveries table does with one record of the `by_dead_letter` index."""
+    if record.dead_letter_partition == REDRIVING_PARTITION:
+        if record.state != DeliveryState.PENDING:
+            return Decision(Action.FINISH, "an interrupted redrive was sent; the sender has it")
+        claimed_at = parse_timestamp(record.updated_at)
+        if (now - claimed_at).total_seconds() >= abandoned_after_seconds:
+            return Decision(Action.RESEND, "a redrive reset the record but did not finish")
+        return Decision(Action.SKIP_BUSY, "a redrive of it is in progress")
+    if record.state in CLAIMABLE_STATES:
+        return Decision(Action.CLAIM, f"delivery is {record.state}")
+    return Decision(Action.DROP, f"delivery is {record.state}: nothing to recover")
+
+
+def recover_token(run_id: str) -> str:
+    return f"recover:{run_id}"
+
+
+def index_bounds(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
+    """`by_dead_letter` range-key bounds (ISO text sorts in time order), inclusive since, exclusive until."""
+    return (
+        format_timestamp(since) if since is not None else None,
+        format_timestamp(until) if until is not None else None,
+    )

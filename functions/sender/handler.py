@@ -1,0 +1,44 @@
+"""Sender Lambda: the deliveries queue -> one GET per delivery -> delivered, retried, dead-lettered or cancelled.
+
+Trigger: SQS, the deliveries queue, batches of up to 10; deployed with the handler string
+`functions.sender.handler.on_delivery_message` (this module, never `app.py`). The local queue
+poller calls the same callable with a Lambda-shaped event dict and a context, as Lambda does.
+
+Contract: each message body is `{"v": 1, "delivery_id": ...}`; the delivery record is the truth
+(`functions.sender.service` describes the steps). The GETs of a batch go out concurrently.
+
+Failure semantics: returns `{"batchItemFailures": [{"itemIdentifier": <messageId>}]}` naming the
+messages to keep: deliveries waiting for a retry (their visibility already set to the wait), and
+messages whose processing failed (they return after the queue's visibility timeout). Every other
+message — delivered, cancelled, already finished, dead-lettered (copy sent to the DLQ first) or
+malformed (sent to the DLQ) — is reported as a success, so Lambda deletes it. The event source
+mapping must enable `ReportBatchItemFailures` (set in the merge template): without it a retry
+would be deleted with the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalice.app import Blueprint, SQSEvent
+
+from functions import settings
+from functions.sender.service import IncomingMessage, delivery_sender
+
+sender = Blueprint(__name__)
+
+
+def _remaining_ms(context: Any) -> Callable[[], int] | None:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return getter if callable(getter) else None
+
+
+@sender.on_sqs_message(queue=settings.DELIVERIES_QUEUE, batch_size=10)
+def on_delivery_message(event: SQSEvent) -> dict[str, Any]:
+    messages = [
+        IncomingMessage(message_id=raw["messageId"], receipt_handle=raw["receiptHandle"], body=raw["body"])
+        for raw in (record.to_dict() for record in event)
+    ]
+    failed = delivery_sender().process_batch(messages, _remaining_ms(event.context))
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -1,0 +1,661 @@
+"""The sender: a batch of deliveries-queue messages -> GETs -> delivered, retried, dead-lettered or cancelled.
+
+For each message (design.md, Flow item 3):
+
+1. parse the body; a malformed one goes to the deliveries DLQ (`malformed_message`) and is
+   acknowledged: it is never lost and never blocks the queue;
+2. read the delivery record (one consistent BatchGetItem for the batch): a delivery already
+   finished is acknowledged without a GET; one not yet due (a duplicate message) gets its message
+   hidden for the remaining wait;
+3. take the lease (conditional update): a delivery leased by someone else is left alone, so a
+   message seen twice never produces two GETs;
+4. read the postback (consistent): deleted or disabled -> the delivery is `cancelled`;
+5. GET through the pinned HTTP client, at most `per_host_concurrency` at a time per host;
+6. classify, log the attempt on the record (conditional on the lease) and act: delivered ->
+   acknowledge; retryable -> `retrying`, the message hidden for the wait (ChangeMessageVisibility)
+   and reported as a batch item failure so it comes back then; terminal, exhausted or past the
+   deadline -> `dead_lettered`, a copy with reason and history sent to the DLQ, acknowledged.
+
+"Acknowledged" means reported as a success of the batch: Lambda (or the local poller) deletes it.
+The record is written before the DLQ copy is sent: if the send fails the message comes back, finds
+the record dead-lettered and is acknowledged, and the `by_dead_letter` index still lists the
+delivery for recovery. Any other failure of one message reports that message only; its lease
+expires and the message returns after the queue's visibility timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from functools import partial
+from typing import Any, Protocol
+
+from functions.core.classification import (
+    Classification,
+    classify,
+    header_text,
+    response_excerpt,
+)
+from functions.core.egress import InvalidUrl, parse_target
+from functions.core.messages import dead_letter_attributes, dead_letter_message, delivery_id_of
+from functions.core.model import (
+    TERMINAL_STATES,
+    Conversion,
+    ConversionChange,
+    DeliveryState,
+    Postback,
+    delivery_id_for,
+    format_timestamp,
+    new_ulid,
+    parse_timestamp,
+    utc_now,
+)
+from functions.core.rendering import placeholder_values, render_url
+from functions.core.schedule import RetryPolicy, Uniform, decide_retry, parse_retry_after
+from functions.sender.http_client import PinnedHttpClient
+from functions.settings import Settings, load_settings
+from functions.storage.delivery_attempts import (
+    AttemptRecord,
+    DeliveryAttemptRepository,
+    DeliveryRecord,
+    LeaseLost,
+)
+from functions.storage.models import DeliveryModel, PostbackModel
+from functions.storage.postback_health import PostbackHealthError, PostbackHealthRepository
+from functions.storage.postbacks import PostbackRepository
+from functions.storage.queues import Queue
+
+logger = logging.getLogger(__name__)
+
+# A delivery due within this much is sent now: SQS visibility has a granularity of one second.
+DUE_TOLERANCE_SECONDS = 1.0
+# Do not start a GET unless the invocation has this much time left beyond the GET's own deadline.
+INVOCATION_MARGIN_SECONDS = 5.0
+
+REASON_MALFORMED_MESSAGE = "malformed_message"
+REASON_UNKNOWN_DELIVERY = "unknown_delivery"
+REASON_POSTBACK_DELETED = "postback_deleted"
+REASON_POSTBACK_DISABLED = "postback_disabled"
+
+
+class HttpOutcomeView(Protocol):
+    """What the sender reads of `functions.sender.http_client.HttpOutcome`."""
+
+    @property
+    def status_code(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def duration_ms(self) -> int: ...
+    @property
+    def resolved_address(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def body_excerpt(self) -> bytes: ...
+
+
+class HttpGetter(Protocol):
+    def get(self, url: str) -> HttpOutcomeView: ...
+
+
+class DeliveryStore(Protocol):
+    """What the sender needs of the deliveries table (`DeliveryAttemptRepository`)."""
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]: ...
+    def acquire_lease(
+        self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
+    ) -> DeliveryRecord | None: ...
+    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord: ...
+    def record_delivered(
+        self, delivery_id: str, owner: str, attempt: AttemptRecord, now: datetime
+    ) -> DeliveryRecord: ...
+    def record_retry(
+        self, delivery_id: str, owner: str, attempt: AttemptRecord, next_attempt_at: datetime, now: datetime
+    ) -> DeliveryRecord: ...
+    def record_dead_letter(
+        self, delivery_id: str, owner: str, attempt: AttemptRecord, reason: str, now: datetime
+    ) -> DeliveryRecord: ...
+
+
+class HealthStore(Protocol):
+    """What the sender needs of the postbacks table (`PostbackHealthRepository`)."""
+
+    def record_success(self, postback_id: str, at: datetime) -> bool: ...
+    def record_failure(self, postback_id: str, reason: str, at: datetime) -> bool: ...
+
+
+class PostbackReader(Protocol):
+    def get(self, postback_id: str) -> Postback | None: ...
+
+
+class VisibilityPort(Protocol):
+    def change_visibility(self, receipt_handle: str, seconds: float) -> None: ...
+
+
+class DeadLetterPort(Protocol):
+    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str: ...
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+
+
+class Disposition(StrEnum):
+    ACKNOWLEDGE = "acknowledge"  # done with it: report success, the queue deletes it
+    RETURN_LATER = "return_later"  # report as a batch item failure: it comes back
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def malformed_message_dead_letter(message: IncomingMessage, at: str) -> dict[str, Any]:
+    """The DLQ copy of a deliveries-queue message whose body names no delivery: kept whole."""
+    return {
+        "v": 1,
+        "kind": "malformed_message",
+        "reason": REASON_MALFORMED_MESSAGE,
+        "message_id": message.message_id,
+        "body": message.body,
+        "dead_lettered_at": at,
+    }
+
+
+class DeliverySender:
+    def __init__(
+        self,
+        *,
+        deliveries: DeliveryStore,
+        postbacks: PostbackReader,
+        health: HealthStore,
+        http: HttpGetter,
+        queue: VisibilityPort,
+        dead_letters: DeadLetterPort,
+        policy: RetryPolicy,
+        max_concurrency: int = 50,
+        per_host_concurrency: int = 10,
+        lease_seconds: float = 30.0,
+        request_deadline_seconds: float = 10.0,
+        clock: Callable[[], datetime] = utc_now,
+        uniform: Uniform = random.uniform,
+    ) -> None:
+        self._deliveries = deliveries
+        self._postbacks = postbacks
+        self._health = health
+        self._http = http
+        self._queue = queue
+        self._dead_letters = dead_letters
+        self._policy = policy
+        self._max_concurrency = max(1, max_concurrency)
+        self._per_host = max(1, per_host_concurrency)
+        self._lease_seconds = lease_seconds
+        self._min_remaining_ms = (request_deadline_seconds + INVOCATION_MARGIN_SECONDS) * 1000
+        self._clock = clock
+        self._uniform = uniform
+
+    def process_batch(
+        self, messages: Sequence[IncomingMessage], remaining_ms: Callable[[], int] | None = None
+    ) -> list[str]:
+        """Process a batch; the IDs of the messages to report as batch item failures."""
+        failed: list[str] = []
+        parsed: list[tuple[IncomingMessage, str]] = []
+        for message in messages:
+            delivery_id = self._delivery_id(message)
+            if delivery_id is None:
+                if not self._guarded(message, partial(self._dead_letter_malformed, message)):
+                    failed.append(message.message_id)
+                continue
+            parsed.append((message, delivery_id))
+        if not parsed:
+            return failed
+        try:
+            records = self._deliveries.get_many(delivery_id for _, delivery_id in parsed)
+        except Exception:
+            logger.exception("reading %d delivery records failed; the batch will be retried", len(parsed))
+            return failed + [message.message_id for message, _ in parsed]
+        limits = _HostLimits(self._per_host)
+        workers = min(self._max_concurrency, len(parsed))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sender") as pool:
+            futures = [
+                (
+                    message,
+                    pool.submit(
+                        self._guarded,
+                        message,
+                        partial(self._process, message, delivery_id, records.get(delivery_id), limits, remaining_ms),
+                    ),
+                )
+                for message, delivery_id in parsed
+            ]
+        failed.extend(message.message_id for message, future in futures if not future.result())
+        return failed
+
+    # One message.
+
+    def _guarded(self, message: IncomingMessage, work: Callable[[], Disposition]) -> bool:
+        """Run the work for one message; True to acknowledge it. A failure affects this message only."""
+        try:
+            return work() is Disposition.ACKNOWLEDGE
+        except Exception:
+            logger.exception("message %s failed; it will be retried", message.message_id)
+            return False
+
+    def _delivery_id(self, message: IncomingMessage) -> str | None:
+        try:
+            return delivery_id_of(json.loads(message.body))
+        except ValueError:
+            return None
+
+    def _dead_letter_malformed(self, message: IncomingMessage) -> Disposition:
+        at = format_timestamp(self._clock())
+        self._dead_letters.send(
+            malformed_message_dead_letter(message, at), {"reason": REASON_MALFORMED_MESSAGE, "status_code": ""}
+        )
+        logger.warning("message %s has no delivery id: sent to the DLQ", message.message_id)
+        return Disposition.ACKNOWLEDGE
+
+    def _process(
+        self,
+        message: IncomingMessage,
+        delivery_id: str,
+        record: DeliveryRecord | None,
+        limits: _HostLimits,
+        remaining_ms: Callable[[], int] | None,
+    ) -> Disposition:
+        if record is None:
+            return self._dead_letter_unknown(message, delivery_id)
+        if record.state in TERMINAL_STATES:
+            logger.info("delivery %s is already %s: acknowledged", delivery_id, record.state.value)
+            return Disposition.ACKNOWLEDGE
+        now = self._clock()
+        if record.next_attempt_at is not None:
+            remaining = (parse_timestamp(record.next_attempt_at) - now).total_seconds()
+            if remaining > DUE_TOLERANCE_SECONDS:
+                self._queue.change_visibility(message.receipt_handle, math.ceil(remaining))
+                return Disposition.RETURN_LATER
+        with limits.slot(record.target_host):
+            if remaining_ms is not None and remaining_ms() < self._min_remaining_ms:
+                # Not enough time left for a GET: let the message come back at once, unleased.
+                self._queue.change_visibility(message.receipt_handle, 0)
+                return Disposition.RETURN_LATER
+            now = self._clock()
+            owner = f"{message.message_id}:{secrets.token_hex(8)}"
+            leased = self._deliveries.acquire_lease(
+                delivery_id, owner, now, self._lease_seconds, now + timedelta(seconds=DUE_TOLERANCE_SECONDS)
+            )
+            if leased is None:
+                return self._lease_refused(delivery_id)
+            postback = self._postbacks.get(leased.postback_id)
+            if postback is None or not postback.enabled:
+                reason = REASON_POSTBACK_DELETED if postback is None else REASON_POSTBACK_DISABLED
+                self._deliveries.cancel(delivery_id, owner, reason, self._clock())
+                logger.info("delivery %s cancelled: %s", delivery_id, reason)
+                return Disposition.ACKNOWLEDGE
+            started = self._clock()
+            outcome = self._http.get(leased.url)
+        try:
+            return self._conclude(message, leased, owner, started, outcome)
+        except LeaseLost:
+            logger.warning("delivery %s: lease lost before the attempt was recorded", delivery_id)
+            return Disposition.RETURN_LATER
+
+    def _lease_refused(self, delivery_id: str) -> Disposition:
+        current = self._deliveries.get(delivery_id)
+        if current is None or current.state in TERMINAL_STATES:
+            return Disposition.ACKNOWLEDGE
+        logger.info("delivery %s is leased elsewhere or not due: left for later", delivery_id)
+        return Disposition.RETURN_LATER
+
+    def _conclude(
+        self,
+        message: IncomingMessage,
+        record: DeliveryRecord,
+        owner: str,
+        started: datetime,
+        outcome: HttpOutcomeView,
+    ) -> Disposition:
+        classification = classify(outcome.status_code, outcome.error)
+        finished = self._clock()
+        retry_after_raw = header(outcome.headers, "Retry-After")
+        number = len(record.attempts) + 1
+        base = AttemptRecord(
+            number=number,
+            at=format_timestamp(started),
+            outcome=classification.outcome.value,
+            duration_ms=outcome.duration_ms,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            resolved_address=outcome.resolved_address,
+            retry_after=header_text(retry_after_raw),
+            location=header_text(header(outcome.headers, "Location"))
+            if outcome.status_code is not None and 300 <= outcome.status_code < 400
+            else None,
+            response_excerpt=response_excerpt(outcome.body_excerpt),
+        )
+        log_args = (record.delivery_id, record.postback_id, record.target_host, number)
+        if classification.delivered:
+            self._deliveries.record_delivered(record.delivery_id, owner, base, finished)
+            logger.info("delivery %s (postback %s, host %s) delivered on attempt %d", *log_args)
+            self._update_health(record.postback_id, None, finished)
+            return Disposition.ACKNOWLEDGE
+        if classification.retryable:
+            retry_after = parse_retry_after(retry_after_raw, finished) if classification.honours_retry_after else None
+            decision = decide_retry(
+                self._policy,
+                attempts_made=record.cycle_attempts + 1,
+                schedule_started_at=parse_timestamp(record.schedule_started_at or base.at),
+                now=finished,
+                apply_floor=classification.applies_floor,
+                retry_after_seconds=retry_after,
+                uniform=self._uniform,
+            )
+            if decision.wait_seconds is not None:
+                next_at = finished + timedelta(seconds=decision.wait_seconds)
+                attempt = _with_next(base, format_timestamp(next_at))
+                self._deliveries.record_retry(record.delivery_id, owner, attempt, next_at, finished)
+                self._queue.change_visibility(message.receipt_handle, math.ceil(decision.wait_seconds))
+                logger.info(
+                    "delivery %s (postback %s, host %s) attempt %d failed (%s): retry in %.1f s",
+                    *log_args,
+                    classification.reason,
+                    decision.wait_seconds,
+                )
+                return Disposition.RETURN_LATER
+            assert decision.stop_reason is not None
+            return self._dead_letter(record, owner, base, decision.stop_reason.value, finished, classification)
+        return self._dead_letter(record, owner, base, classification.reason or "terminal", finished, classification)
+
+    def _dead_letter(
+        self,
+        record: DeliveryRecord,
+        owner: str,
+        attempt: AttemptRecord,
+        reason: str,
+        now: datetime,
+        classification: Classification,
+    ) -> Disposition:
+        updated = self._deliveries.record_dead_letter(record.delivery_id, owner, attempt, reason, now)
+        last_status_code = updated.last_status_code
+        body = dead_letter_message(
+            delivery_id=updated.delivery_id,
+            affiliate_id=updated.affiliate_id,
+            postback_id=updated.postback_id,
+            conversion_id=updated.conversion_id,
+            conversion_status=updated.conversion_status,
+            target_host=updated.target_host,
+            reason=reason,
+            last_status_code=last_status_code,
+            attempts=[item.to_dict() for item in updated.attempts],
+            created_at=updated.created_at,
+            dead_lettered_at=updated.dead_lettered_at or format_timestamp(now),
+        )
+        self._dead_letters.send(
+            body, dead_letter_attributes(updated.affiliate_id, updated.postback_id, reason, last_status_code)
+        )
+        logger.warning(
+            "delivery %s (postback %s, host %s) dead-lettered after attempt %d: %s (%s)",
+            updated.delivery_id,
+            updated.postback_id,
+            updated.target_host,
+            attempt.number,
+            reason,
+            classification.outcome.value,
+        )
+        self._update_health(updated.postback_id, reason, now)
+        return Disposition.ACKNOWLEDGE
+
+    def _dead_letter_unknown(self, message: IncomingMessage, delivery_id: str) -> Disposition:
+        at = format_timestamp(self._clock())
+        body = malformed_message_dead_letter(message, at) | {
+            "kind": REASON_UNKNOWN_DELIVERY,
+            "reason": REASON_UNKNOWN_DELIVERY,
+            "delivery_id": delivery_id,
+        }
+        self._dead_letters.send(body, {"reason": REASON_UNKNOWN_DELIVERY, "status_code": ""})
+        logger.warning("message %s names unknown delivery %s: sent to the DLQ", message.message_id, delivery_id)
+        return Disposition.ACKNOWLEDGE
+
+    def _update_health(self, postback_id: str, failure_reason: str | None, at: datetime) -> None:
+        """Best effort: the delivery's outcome is already recorded; health is a summary of it."""
+        try:
+            if failure_reason is None:
+                self._health.record_success(postback_id, at)
+            else:
+                self._health.record_failure(postback_id, failure_reason, at)
+        except PostbackHealthError:
+            logger.warning("health of postback %s not updated", postback_id, exc_info=True)
+
+
+def _with_next(attempt: AttemptRecord, next_attempt_at: str) -> AttemptRecord:
+    return AttemptRecord(**(attempt.to_dict() | {"next_attempt_at": next_attempt_at}))
+
+
+class _HostLimits:
+    """One semaphore per target host, created on first use: the per-host cap inside a batch."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._lock = threading.Lock()
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            semaphore = self._semaphores.get(host)
+            if semaphore is None:
+                semaphore = threading.BoundedSemaphore(self._per_host)
+                self._semaphores[host] = semaphore
+            return semaphore
+
+
+# Test fires (POST /postbacks/{id}/test).
+
+SAMPLE_OFFER_ID = "sample-offer"
+TEST_CONVERSION_PREFIX = "test-"
+ConversionValue = str | Decimal | list[str]
+
+
+@dataclass(frozen=True)
+class PostbackTestOutcome:
+    delivery_id: str
+    url: str
+    classification: Classification
+    status_code: int | None
+    duration_ms: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.classification.delivered
+
+
+def sample_conversion(
+    postback: Postback,
+    now: datetime,
+    overrides: Mapping[str, ConversionValue],
+    removed: frozenset[str] = frozenset(),
+) -> Conversion:
+    """A plausible conversion of the postback's affiliate that matches it, with `overrides` applied.
+
+    `overrides` are attributes of the conversion record (contract §3), already validated;
+    `removed` are optional attributes to leave out; `affiliate_id` is always the postback's.
+    """
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    click = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ulid = new_ulid()
+    values: dict[str, ConversionValue] = {
+        "conversion_id": TEST_CONVERSION_PREFIX + ulid,
+        "offer_id": postback.included_offer_ids[0] if postback.included_offer_ids else SAMPLE_OFFER_ID,
+        "conversion_type": postback.conversion_types[0] if postback.conversion_types else "sale",
+        "status": postback.conversion_statuses[0] if postback.conversion_statuses else "approved",
+        "cid": "test-click-" + ulid.lower(),
+        "external_cid": "sample-visitor-1",
+        "external_id": "sample-order-1001",
+        **{f"aff_s{i}": f"sample-aff-s{i}" for i in range(1, 6)},
+        **{f"adv_s{i}": f"sample-adv-s{i}" for i in range(1, 6)},
+        "payout": Decimal("12.5"),
+        "revenue": Decimal("20"),
+        "sale_amount": Decimal("99.9"),
+        "currency": "USD",
+        "customer_id": "sample-customer-1",
+        "coupon_codes": ["SAMPLE10"],
+        "created_at": stamp,
+        "status_changed_at": stamp,
+        "click_time": click,
+    }
+    values.update(overrides)
+    for name in removed:
+        values.pop(name, None)
+    values["affiliate_id"] = postback.affiliate_id
+    return Conversion(
+        conversion_id=str(values["conversion_id"]),
+        affiliate_id=postback.affiliate_id,
+        offer_id=str(values["offer_id"]),
+        conversion_type=str(values["conversion_type"]),
+        status=str(values["status"]),
+        attributes=values,
+    )
+
+
+def _target_host(url: str) -> str:
+    try:
+        return parse_target(url).host
+    except InvalidUrl:
+        return ""
+
+
+class PostbackTestFire:
+    """Fire a postback now with a sample conversion, through the same HTTP client, and log it as a test.
+
+    A disabled postback can be test-fired: testing a postback before enabling it is the point.
+    The test delivery gets an ID of its own (never that of a real delivery), is never retried,
+    and is recorded `delivered` or `failed` with its one attempt marked `test`.
+    """
+
+    def __init__(
+        self, *, http: HttpGetter, deliveries: DeliveryAttemptRepository, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._http = http
+        self._deliveries = deliveries
+        self._clock = clock
+
+    def fire(
+        self,
+        postback: Postback,
+        overrides: Mapping[str, ConversionValue],
+        removed: frozenset[str] = frozenset(),
+    ) -> PostbackTestOutcome:
+        """Raises `functions.core.rendering.RenderError` when the values cannot be placed in the URL."""
+        now = self._clock()
+        conversion = sample_conversion(postback, now, overrides, removed)
+        change = ConversionChange(conversion=conversion, previous_status=None, changed_at=now.timestamp())
+        delivery_id = delivery_id_for(postback.id, f"{TEST_CONVERSION_PREFIX}{new_ulid()}", conversion.status)
+        url = render_url(postback.url, placeholder_values(change, postback.id, delivery_id))
+        started = self._clock()
+        outcome = self._http.get(url)
+        classification = classify(outcome.status_code, outcome.error)
+        attempt = AttemptRecord(
+            number=1,
+            at=format_timestamp(started),
+            outcome=classification.outcome.value,
+            duration_ms=outcome.duration_ms,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            resolved_address=outcome.resolved_address,
+            retry_after=header_text(header(outcome.headers, "Retry-After")),
+            location=header_text(header(outcome.headers, "Location")),
+            response_excerpt=response_excerpt(outcome.body_excerpt),
+            test=True,
+        )
+        state = DeliveryState.DELIVERED if classification.delivered else DeliveryState.FAILED
+        self._deliveries.record_test_delivery(
+            delivery_id=delivery_id,
+            postback_id=postback.id,
+            affiliate_id=postback.affiliate_id,
+            conversion_id=conversion.conversion_id,
+            conversion_status=conversion.status,
+            offer_id=conversion.offer_id,
+            url=url,
+            target_host=_target_host(url),
+            state=state,
+            reason=classification.reason,
+            attempt=attempt,
+            now=self._clock(),
+        )
+        logger.info(
+            "test fire of postback %s (host %s): %s", postback.id, _target_host(url), classification.outcome.value
+        )
+        return PostbackTestOutcome(
+            delivery_id=delivery_id,
+            url=url,
+            classification=classification,
+            status_code=outcome.status_code,
+            duration_ms=outcome.duration_ms,
+            error=outcome.error,
+        )
+
+
+# Composition: one sender and one test fire per container, built on first use.
+
+
+def build_delivery_sender(settings: Settings, *, sqs_client: Any | None = None) -> DeliverySender:
+    """The sender of this container: repositories, queues and the pinned HTTP client from `settings`."""
+    if sqs_client is None:
+        import boto3
+
+        # Created here, on one thread: the batch's worker threads share it (boto3 clients are thread-safe).
+        sqs_client = boto3.client("sqs", region_name=settings.region)
+    return DeliverySender(
+        deliveries=DeliveryAttemptRepository(DeliveryModel, ttl_days=settings.delivery_ttl_days),
+        postbacks=PostbackRepository(PostbackModel),
+        health=PostbackHealthRepository(PostbackModel),
+        http=PinnedHttpClient.from_settings(settings),
+        queue=Queue(settings.deliveries_queue, sqs_client),
+        dead_letters=Queue(settings.deliveries_dlq, sqs_client),
+        policy=RetryPolicy(base_seconds=settings.retry_base_seconds, max_attempts=settings.max_attempts),
+        max_concurrency=settings.sender_max_concurrency,
+        per_host_concurrency=settings.sender_per_host_concurrency,
+        lease_seconds=settings.lease_seconds,
+        request_deadline_seconds=settings.total_timeout_seconds,
+    )
+
+
+def build_postback_test_fire(settings: Settings) -> PostbackTestFire:
+    return PostbackTestFire(
+        http=PinnedHttpClient.from_settings(settings),
+        deliveries=DeliveryAttemptRepository(DeliveryModel, ttl_days=settings.delivery_ttl_days),
+    )
+
+
+_sender: DeliverySender | None = None
+
+
+def delivery_sender() -> DeliverySender:
+    global _sender
+    if _sender is None:
+        _sender = build_delivery_sender(load_settings())
+    return _sender
+
+
+def set_delivery_sender(sender: DeliverySender | None) -> None:
+    """Replace (or, with None, forget) this container's sender: for tests and the local stack."""
+    global _sender
+    _sender = sender

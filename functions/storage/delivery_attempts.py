@@ -1,0 +1,351 @@
+"""The sender's side of the deliveries table: lease, attempt log, terminal states, the delivery log.
+
+Every write is a conditional UpdateItem, so two workers never both act on one delivery:
+
+- `acquire_lease`: only a delivery that is `pending` or `retrying` (or `in_flight` with an expired
+  lease), and due, becomes `in_flight` with this worker's `lease_owner`; otherwise None.
+- `record_delivered` / `record_retry` / `record_dead_letter` / `cancel`: only while this worker
+  still holds the lease (`lease_owner` unchanged); otherwise `LeaseLost`. Each appends the attempt
+  to the log and releases the lease in the same write.
+
+The delivery record is the durable truth; the queue message only points at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+
+from functions.core.model import DeliveryState, format_timestamp
+from functions.storage.models import DEAD_LETTER_PARTITION, AttemptMap, DeliveryModel
+
+CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+
+
+class LeaseLost(Exception):
+    """The lease on a delivery is no longer ours: another worker took it over, or it ended."""
+
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__(f"lease on delivery {delivery_id} lost")
+        self.delivery_id = delivery_id
+
+
+class DeliveryAlreadyExists(Exception):
+    """A delivery with this ID is already recorded."""
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    number: int
+    at: str
+    outcome: str  # functions.core.classification.OutcomeClass value
+    duration_ms: int | None = None
+    status_code: int | None = None
+    error: str | None = None
+    resolved_address: str | None = None
+    retry_after: str | None = None
+    location: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: str | None = None
+    test: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    delivery_id: str
+    postback_id: str
+    affiliate_id: str
+    conversion_id: str
+    conversion_status: str
+    url: str
+    target_host: str
+    state: DeliveryState
+    created_at: str
+    updated_at: str
+    reason: str | None = None
+    is_test: bool = False
+    attempts: tuple[AttemptRecord, ...] = ()
+    cycle_attempts: int = 0
+    schedule_started_at: str | None = None
+    next_attempt_at: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    delivered_at: str | None = None
+    dead_lettered_at: str | None = None
+
+    @property
+    def last_status_code(self) -> int | None:
+        for attempt in reversed(self.attempts):
+            if attempt.status_code is not None:
+                return attempt.status_code
+        return None
+
+
+# The start key of a page of the `by_postback` index: these attributes, string values.
+PAGE_KEY_ATTRIBUTES = frozenset({"delivery_id", "postback_id", "created_at"})
+
+
+@dataclass(frozen=True)
+class DeliveryPage:
+    items: tuple[DeliveryRecord, ...]
+    # Where the next page starts (PAGE_KEY_ATTRIBUTES); None on the last page.
+    last_key: dict[str, str] | None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _attempt_from_map(item: AttemptMap) -> AttemptRecord:
+    return AttemptRecord(
+        number=int(item.number),
+        at=item.at,
+        outcome=item.outcome,
+        duration_ms=_optional_int(item.duration_ms),
+        status_code=_optional_int(item.status_code),
+        error=item.error,
+        resolved_address=item.resolved_address,
+        retry_after=item.retry_after,
+        location=item.location,
+        response_excerpt=item.response_excerpt,
+        next_attempt_at=item.next_attempt_at,
+        test=bool(item.test),
+    )
+
+
+def _attempt_to_map(attempt: AttemptRecord) -> AttemptMap:
+    values = {key: value for key, value in attempt.to_dict().items() if value is not None}
+    if not attempt.test:
+        values.pop("test", None)
+    return AttemptMap(**values)  # type: ignore[no-untyped-call]
+
+
+def to_record(item: DeliveryModel) -> DeliveryRecord:
+    return DeliveryRecord(
+        delivery_id=item.delivery_id,
+        postback_id=item.postback_id,
+        affiliate_id=item.affiliate_id,
+        conversion_id=item.conversion_id,
+        conversion_status=item.conversion_status,
+        url=item.url,
+        target_host=item.target_host,
+        state=DeliveryState(item.state),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        reason=item.reason,
+        is_test=bool(item.is_test),
+        attempts=tuple(_attempt_from_map(attempt) for attempt in item.attempts or ()),
+        cycle_attempts=int(item.cycle_attempts or 0),
+        schedule_started_at=item.schedule_started_at,
+        next_attempt_at=item.next_attempt_at,
+        lease_owner=item.lease_owner,
+        lease_expires_at=None if item.lease_expires_at is None else float(item.lease_expires_at),
+        delivered_at=item.delivered_at,
+        dead_lettered_at=item.dead_lettered_at,
+    )
+
+
+def _is_condition_failure(exc: UpdateError | PutError) -> bool:
+    return exc.cause_response_code == CONDITIONAL_CHECK_FAILED
+
+
+class DeliveryAttemptRepository:
+    def __init__(self, model: type[DeliveryModel] = DeliveryModel, ttl_days: int = 90) -> None:
+        self._model = model
+        self._ttl_days = ttl_days
+
+    # Reads.
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        try:
+            return to_record(self._model.get(delivery_id, consistent_read=True))
+        except self._model.DoesNotExist:
+            return None
+
+    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]:
+        """Consistent BatchGetItem; IDs without a record are absent from the result."""
+        unique = list(dict.fromkeys(delivery_ids))
+        if not unique:
+            return {}
+        return {item.delivery_id: to_record(item) for item in self._model.batch_get(unique, consistent_read=True)}
+
+    def page_for_postback(
+        self, postback_id: str, limit: int, start_key: Mapping[str, str] | None = None
+    ) -> DeliveryPage:
+        """One page of a postback's delivery log, newest first; `start_key` is a previous page's `last_key`."""
+        exclusive_start = None
+        if start_key is not None:
+            exclusive_start = {name: {"S": start_key[name]} for name in PAGE_KEY_ATTRIBUTES}
+            exclusive_start["postback_id"] = {"S": postback_id}
+        # One more than asked for: a page that ends the log says so (no empty last page).
+        results = self._model.by_postback.query(
+            postback_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=exclusive_start
+        )
+        items = [to_record(item) for item in results]
+        last_key = None
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            last_key = {"delivery_id": last.delivery_id, "postback_id": last.postback_id, "created_at": last.created_at}
+        return DeliveryPage(tuple(items), last_key)
+
+    # The lease.
+
+    def acquire_lease(
+        self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
+    ) -> DeliveryRecord | None:
+        """Take the lease if the delivery is workable and due by `due_by`; None if it is not."""
+        model = self._model
+        now_epoch = now.timestamp()
+        workable = model.state.is_in(DeliveryState.PENDING.value, DeliveryState.RETRYING.value) | (
+            (model.state == DeliveryState.IN_FLIGHT.value) & (model.lease_expires_at < now_epoch)
+        )
+        due = model.next_attempt_at.does_not_exist() | (model.next_attempt_at <= format_timestamp(due_by))
+        actions: list[Action] = [
+            model.state.set(DeliveryState.IN_FLIGHT.value),
+            model.lease_owner.set(owner),
+            model.lease_expires_at.set(now_epoch + lease_seconds),
+            model.updated_at.set(format_timestamp(now)),
+        ]
+        return self._update(delivery_id, actions, workable & due)
+
+    # Writes under the lease.
+
+    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord:
+        model = self._model
+        actions: list[Action] = [
+            model.state.set(DeliveryState.CANCELLED.value),
+            model.reason.set(reason),
+            model.next_attempt_at.remove(),
+            *self._release(now),
+        ]
+        return self._update_leased(delivery_id, owner, actions)
+
+    def record_delivered(self, delivery_id: str, owner: str, attempt: AttemptRecord, now: datetime) -> DeliveryRecord:
+        model = self._model
+        actions: list[Action] = [
+            model.state.set(DeliveryState.DELIVERED.value),
+            model.delivered_at.set(format_timestamp(now)),
+            model.reason.remove(),
+            model.next_attempt_at.remove(),
+            *self._append_attempt(attempt),
+            *self._release(now),
+        ]
+        return self._update_leased(delivery_id, owner, actions)
+
+    def record_retry(
+        self, delivery_id: str, owner: str, attempt: AttemptRecord, next_attempt_at: datetime, now: datetime
+    ) -> DeliveryRecord:
+        model = self._model
+        actions: list[Action] = [
+            model.state.set(DeliveryState.RETRYING.value),
+            model.next_attempt_at.set(format_timestamp(next_attempt_at)),
+            *self._append_attempt(attempt),
+            *self._release(now),
+        ]
+        return self._update_leased(delivery_id, owner, actions)
+
+    def record_dead_letter(
+        self, delivery_id: str, owner: str, attempt: AttemptRecord, reason: str, now: datetime
+    ) -> DeliveryRecord:
+        model = self._model
+        actions: list[Action] = [
+            model.state.set(DeliveryState.DEAD_LETTERED.value),
+            model.reason.set(reason),
+            model.dead_lettered_at.set(format_timestamp(now)),
+            model.dead_letter_partition.set(DEAD_LETTER_PARTITION),
+            model.next_attempt_at.remove(),
+            *self._append_attempt(attempt),
+            *self._release(now),
+        ]
+        return self._update_leased(delivery_id, owner, actions)
+
+    # Test fires: one attempt, recorded whole.
+
+    def record_test_delivery(
+        self,
+        *,
+        delivery_id: str,
+        postback_id: str,
+        affiliate_id: str,
+        conversion_id: str,
+        conversion_status: str,
+        offer_id: str | None,
+        url: str,
+        target_host: str,
+        state: DeliveryState,
+        reason: str | None,
+        attempt: AttemptRecord,
+        now: datetime,
+    ) -> DeliveryRecord:
+        at = format_timestamp(now)
+        item = self._model(
+            delivery_id,
+            postback_id=postback_id,
+            affiliate_id=affiliate_id,
+            conversion_id=conversion_id,
+            conversion_status=conversion_status,
+            offer_id=offer_id,
+            url=url,
+            target_host=target_host,
+            state=state.value,
+            reason=reason,
+            is_test=True,
+            attempts=[_attempt_to_map(attempt)],
+            cycle_attempts=1,
+            schedule_started_at=attempt.at,
+            delivered_at=at if state is DeliveryState.DELIVERED else None,
+            created_at=at,
+            updated_at=at,
+            expires_at=int((now + timedelta(days=self._ttl_days)).timestamp()),
+        )
+        try:
+            item.save(condition=self._model.delivery_id.does_not_exist())
+        except PutError as exc:
+            if _is_condition_failure(exc):
+                raise DeliveryAlreadyExists(delivery_id) from exc
+            raise
+        return to_record(item)
+
+    # Internals.
+
+    def _append_attempt(self, attempt: AttemptRecord) -> list[Action]:
+        model = self._model
+        return [
+            model.attempts.set(model.attempts.append([_attempt_to_map(attempt)])),
+            model.cycle_attempts.add(1),
+            model.schedule_started_at.set(model.schedule_started_at | attempt.at),
+        ]
+
+    def _release(self, now: datetime) -> list[Action]:
+        model = self._model
+        return [
+            model.lease_owner.remove(),
+            model.lease_expires_at.remove(),
+            model.updated_at.set(format_timestamp(now)),
+        ]
+
+    def _update_leased(self, delivery_id: str, owner: str, actions: list[Action]) -> DeliveryRecord:
+        record = self._update(delivery_id, actions, self._model.lease_owner == owner)
+        if record is None:
+            raise LeaseLost(delivery_id)
+        return record
+
+    def _update(self, delivery_id: str, actions: list[Action], condition: Condition) -> DeliveryRecord | None:
+        item = self._model(delivery_id)
+        try:
+            item.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return to_record(item)

@@ -1,0 +1,249 @@
+"""`PostbackRepository`: postbacks in DynamoDB (the postbacks table, see `functions.storage.models`).
+
+- `get` is a consistent GetItem; `list_for_affiliate` is one Query of the `by_affiliate` index
+  (all pages), the evaluator's read.
+- `create` and `delete` run in one transaction with the affiliate's quota item, so the
+  per-affiliate limit holds under concurrent creates.
+- `update` is conditional on the version the caller read (optimistic concurrency): it raises
+  `VersionConflict` when someone else saved first and `PostbackGone` when the postback was
+  deleted meanwhile. It writes only the definition, so health fields the sender maintains are
+  never overwritten.
+- `page_for_affiliate` / `page_all` read the two indexes newest first with an optional filter,
+  filling a page up to `limit` matching items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from functions.core.model import Postback, Scope
+from functions.storage.models import POSTBACK_LISTING_PARTITION, QUOTA_PREFIX, PostbackModel
+
+CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+QUERY_PAGE_SIZE = 100
+
+BY_AFFILIATE_KEY = frozenset({"postback_id", "affiliate_id", "created_at"})
+BY_CREATED_KEY = frozenset({"postback_id", "listing", "created_at"})
+
+Predicate = Callable[[Postback], bool]
+
+
+class QuotaExceeded(Exception):
+    """The affiliate already has the maximum number of postbacks."""
+
+    def __init__(self, affiliate_id: str, limit: int) -> None:
+        super().__init__(f"affiliate {affiliate_id} already has {limit} postbacks")
+        self.affiliate_id = affiliate_id
+        self.limit = limit
+
+
+class VersionConflict(Exception):
+    """The postback changed since the version the caller read."""
+
+
+class PostbackGone(Exception):
+    """The postback does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class PostbackPage:
+    items: list[Postback]
+    # Start key of the next page (the key of the last item returned); None on the last page.
+    next_key: dict[str, str] | None
+
+
+def quota_key(affiliate_id: str) -> str:
+    return QUOTA_PREFIX + affiliate_id
+
+
+def to_domain(item: PostbackModel) -> Postback:
+    return Postback(
+        id=item.postback_id,
+        affiliate_id=item.affiliate_id or "",
+        scope=Scope(item.scope or Scope.GLOBAL.value),
+        included_offer_ids=_strings(item.included_offer_ids),
+        excluded_offer_ids=_strings(item.excluded_offer_ids),
+        conversion_types=_strings(item.conversion_types),
+        conversion_statuses=_strings(item.conversion_statuses),
+        url=item.url or "",
+        enabled=bool(item.enabled),
+        created_at=item.created_at or "",
+        updated_at=item.updated_at or "",
+        version=int(item.version or 0),
+        last_success_at=item.last_success_at,
+        consecutive_failures=int(item.consecutive_failures or 0),
+        last_failure_reason=item.last_failure_reason,
+        last_failure_at=item.last_failure_at,
+    )
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    return tuple(str(value) for value in values or ())
+
+
+def _stored(values: tuple[str, ...]) -> Any:
+    """A list for a `ListAttribute(of=UnicodeAttribute)` (typed by pynamodb as attribute objects)."""
+    return list(values)
+
+
+def _serialized_key(key: dict[str, str] | None) -> dict[str, dict[str, Any]] | None:
+    return None if key is None else {name: {"S": value} for name, value in key.items()}
+
+
+def _is_postback(item: PostbackModel) -> bool:
+    return not item.postback_id.startswith(QUOTA_PREFIX) and item.affiliate_id is not None
+
+
+class PostbackRepository:
+    def __init__(self, model: type[PostbackModel] = PostbackModel) -> None:
+        self._model = model
+
+    def get(self, postback_id: str) -> Postback | None:
+        if postback_id.startswith(QUOTA_PREFIX):
+            return None
+        try:
+            item = self._model.get(postback_id, consistent_read=True)
+        except self._model.DoesNotExist:
+            return None
+        return to_domain(item) if _is_postback(item) else None
+
+    def list_for_affiliate(self, affiliate_id: str) -> list[Postback]:
+        """Every postback of the affiliate, newest first.
+
+        No page size: an affiliate's postbacks (at most the per-affiliate limit, ~1 KiB each) fit in
+        one 1 MiB Query page, so the evaluator's hot path costs exactly one request per affiliate.
+        """
+        return [to_domain(item) for item in self._model.by_affiliate.query(affiliate_id, scan_index_forward=False)]
+
+    def count_for_affiliate(self, affiliate_id: str) -> int:
+        """The quota counter: how many postbacks the affiliate has."""
+        try:
+            item = self._model.get(quota_key(affiliate_id), consistent_read=True)
+        except self._model.DoesNotExist:
+            return 0
+        return int(item.postback_count or 0)
+
+    def create(self, postback: Postback, limit: int) -> Postback:
+        """Store a new postback (version 1) if the affiliate has fewer than `limit`."""
+        item = self._model(
+            postback.id,
+            affiliate_id=postback.affiliate_id,
+            listing=POSTBACK_LISTING_PARTITION,
+            scope=postback.scope.value,
+            included_offer_ids=_stored(postback.included_offer_ids),
+            excluded_offer_ids=_stored(postback.excluded_offer_ids),
+            conversion_types=_stored(postback.conversion_types),
+            conversion_statuses=_stored(postback.conversion_statuses),
+            url=postback.url,
+            enabled=postback.enabled,
+            created_at=postback.created_at,
+            updated_at=postback.updated_at,
+            consecutive_failures=0,
+        )
+        quota = self._model(quota_key(postback.affiliate_id))
+        count = self._model.postback_count
+        try:
+            with TransactWrite(connection=self._connection()) as transaction:
+                transaction.save(item, condition=self._model.postback_id.does_not_exist())
+                transaction.update(
+                    quota,
+                    actions=[count.add(1)],
+                    condition=count.does_not_exist() | (count < limit),
+                    add_version_condition=False,
+                )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons if exc.cause_response_code == "TransactionCanceledException" else []
+            # Items in request order: the put of the postback, then the quota update.
+            if len(reasons) > 1 and reasons[1] is not None and reasons[1].code == "ConditionalCheckFailed":
+                raise QuotaExceeded(postback.affiliate_id, limit) from exc
+            raise
+        return to_domain(item)
+
+    def update(self, postback: Postback, expected_version: int) -> Postback:
+        """Write the definition of `postback` if the stored version is still `expected_version`."""
+        item = self._model(postback.id, version=expected_version)
+        model = self._model
+        actions: list[Any] = [
+            model.scope.set(postback.scope.value),
+            model.included_offer_ids.set(_stored(postback.included_offer_ids)),
+            model.excluded_offer_ids.set(_stored(postback.excluded_offer_ids)),
+            model.conversion_types.set(_stored(postback.conversion_types)),
+            model.conversion_statuses.set(_stored(postback.conversion_statuses)),
+            model.url.set(postback.url),
+            model.enabled.set(postback.enabled),
+            model.updated_at.set(postback.updated_at),
+        ]
+        try:
+            item.update(actions=actions, condition=model.postback_id.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code != CONDITIONAL_CHECK_FAILED:
+                raise
+            if self.get(postback.id) is None:
+                raise PostbackGone(postback.id) from exc
+            raise VersionConflict(postback.id) from exc
+        return to_domain(item)
+
+    def delete(self, postback: Postback) -> None:
+        """Delete the postback and release its quota slot; `PostbackGone` if it no longer exists."""
+        item = self._model(postback.id)
+        quota = self._model(quota_key(postback.affiliate_id))
+        try:
+            with TransactWrite(connection=self._connection()) as transaction:
+                transaction.delete(item, condition=self._model.postback_id.exists(), add_version_condition=False)
+                transaction.update(quota, actions=[self._model.postback_count.add(-1)], add_version_condition=False)
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons if exc.cause_response_code == "TransactionCanceledException" else []
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                raise PostbackGone(postback.id) from exc
+            raise
+
+    def page_for_affiliate(
+        self, affiliate_id: str, limit: int, start_key: dict[str, str] | None, predicate: Predicate | None = None
+    ) -> PostbackPage:
+        items = self._model.by_affiliate.query(
+            affiliate_id,
+            scan_index_forward=False,
+            last_evaluated_key=_serialized_key(start_key),
+            page_size=QUERY_PAGE_SIZE,
+        )
+        return _fill_page(items, limit, predicate, ("postback_id", "affiliate_id", "created_at"))
+
+    def page_all(
+        self, limit: int, start_key: dict[str, str] | None, predicate: Predicate | None = None
+    ) -> PostbackPage:
+        items = self._model.by_created.query(
+            POSTBACK_LISTING_PARTITION,
+            scan_index_forward=False,
+            last_evaluated_key=_serialized_key(start_key),
+            page_size=QUERY_PAGE_SIZE,
+        )
+        return _fill_page(items, limit, predicate, ("postback_id", "listing", "created_at"))
+
+    def _connection(self) -> Any:
+        return self._model._get_connection().connection
+
+
+def _fill_page(
+    items: Iterator[PostbackModel], limit: int, predicate: Predicate | None, key_attributes: tuple[str, ...]
+) -> PostbackPage:
+    """Up to `limit` matching items; the next key is the key of the last item returned.
+
+    One more match is looked for so that the last page says so (next_key None) instead of
+    handing out a cursor to an empty page.
+    """
+    page: list[Postback] = []
+    last_key: dict[str, str] | None = None
+    for item in items:
+        postback = to_domain(item)
+        if predicate is not None and not predicate(postback):
+            continue
+        if len(page) == limit:
+            return PostbackPage(page, last_key)
+        page.append(postback)
+        last_key = {name: str(getattr(item, name)) for name in key_attributes}
+    return PostbackPage(page, None)

@@ -1,0 +1,197 @@
+"""The on-call tools against moto in-process: tables and queues created per test."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.cli import main
+from functions.cli.app import Services
+from functions.cli.conversions import ConversionDeadLetters
+from functions.cli.deliveries import DeliveryDeadLetters, Recovery, StepHook
+from functions.core.messages import dead_letter_attributes, dead_letter_message, evaluator_dead_letter_message
+from functions.core.model import DeliveryState, delivery_id_for, format_timestamp, utc_now
+from functions.core.redrive import DEAD_PARTITION
+from functions.settings import Settings, load_settings
+from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel
+from functions.storage.queues import Queue
+from functions.storage.redrive import DeliveryRedriveRepository
+
+
+def _no_step(step: str, delivery_id: str) -> None:
+    return None
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class CliStack:
+    settings: Settings
+    sqs: Any
+    deliveries_queue_url: str
+    dlq_url: str
+    evaluator_dlq_url: str
+
+    def cli(self, *argv: str) -> Run:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(argv), stdout=out, stderr=err)
+        return Run(code, out.getvalue(), err.getvalue())
+
+    def services(
+        self, on_step: StepHook = _no_step, clock: Callable[[], datetime] = utc_now, run_id: str = "run-1"
+    ) -> Services:
+        repository = DeliveryRedriveRepository()
+        main_queue = Queue(self.deliveries_queue_url, self.sqs)
+        return Services(
+            deliveries=DeliveryDeadLetters(
+                Queue(self.dlq_url, self.sqs), main_queue, repository, clock=clock, wait_seconds=0, on_step=on_step
+            ),
+            conversions=ConversionDeadLetters(
+                Queue(self.evaluator_dlq_url, self.sqs), stream_arn="arn:test", region="us-east-1", wait_seconds=0
+            ),
+            recovery=Recovery(main_queue, repository, run_id=run_id, clock=clock, on_step=on_step),
+            clock=clock,
+        )
+
+    def dead_letter(
+        self,
+        delivery_id: str,
+        *,
+        affiliate_id: str = "aff-1",
+        postback_id: str = "pb_1",
+        reason: str = "http_404",
+        status_code: int | None = 404,
+        at: datetime | None = None,
+        in_dlq: bool = True,
+        copies: int = 1,
+    ) -> DeliveryModel:
+        """A delivery as the sender leaves it when it dead-letters: record updated, DLQ copy sent."""
+        moment = at or utc_now() - timedelta(minutes=5)
+        stamp = format_timestamp(moment)
+        attempts = [
+            AttemptMap(number=1, at=stamp, outcome="retryable", status_code=503, duration_ms=20),
+            AttemptMap(
+                number=2,
+                at=stamp,
+                outcome="terminal",
+                status_code=status_code,
+                duration_ms=31,
+                response_excerpt="not here",
+            ),
+        ]
+        item = DeliveryModel(
+            delivery_id,
+            postback_id=postback_id,
+            affiliate_id=affiliate_id,
+            conversion_id=f"conv-{delivery_id}",
+            conversion_status="approved",
+            url="https://tracker.example/cb?d=" + delivery_id,
+            target_host="tracker.example",
+            state=DeliveryState.DEAD_LETTERED.value,
+            reason=reason,
+            attempts=attempts,
+            cycle_attempts=2,
+            schedule_started_at=stamp,
+            next_attempt_at=None,
+            dead_lettered_at=stamp,
+            dead_letter_partition=DEAD_PARTITION,
+            created_at=stamp,
+            updated_at=stamp,
+            expires_at=int(moment.timestamp()) + 90 * 86400,
+        )
+        item.save()
+        for _ in range(copies if in_dlq else 0):
+            body = dead_letter_message(
+                delivery_id=delivery_id,
+                affiliate_id=affiliate_id,
+                postback_id=postback_id,
+                conversion_id=item.conversion_id,
+                conversion_status="approved",
+                target_host="tracker.example",
+                reason=reason,
+                last_status_code=status_code,
+                attempts=[a.as_dict() for a in attempts],
+                created_at=stamp,
+                dead_lettered_at=stamp,
+            )
+            Queue(self.dlq_url, self.sqs).send(
+                body, attributes=dead_letter_attributes(affiliate_id, postback_id, reason, status_code)
+            )
+        return item
+
+    def evaluator_dead_letter(self, record: dict[str, Any], reason: str = "transient: throttled") -> None:
+        Queue(self.evaluator_dlq_url, self.sqs).send(
+            evaluator_dead_letter_message(
+                record=record,
+                reason=reason,
+                event_source_arn=record.get("eventSourceARN"),
+                sequence_number=record["dynamodb"]["SequenceNumber"],
+                at=format_timestamp(utc_now()),
+            )
+        )
+
+    def drain(self, queue_url: str) -> list[dict[str, Any]]:
+        """Receive (and delete) everything visible; the bodies."""
+        bodies: list[dict[str, Any]] = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+                "Messages", []
+            )
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def queued_ids(self) -> list[str]:
+        return sorted(body["delivery_id"] for body in self.drain(self.deliveries_queue_url))
+
+    def dlq_ids(self) -> list[str]:
+        return sorted(body["delivery_id"] for body in self.drain(self.dlq_url))
+
+    def record(self, delivery_id: str) -> DeliveryModel:
+        return DeliveryModel.get(delivery_id, consistent_read=True)
+
+
+def _reset_connections() -> None:
+    # pynamodb caches a connection per model class: a fresh one per test keeps moto state apart.
+    PostbackModel._connection = None
+    DeliveryModel._connection = None
+
+
+@pytest.fixture
+def stack() -> Iterator[CliStack]:
+    with mock_aws():
+        _reset_connections()
+        PostbackModel.create_table(billing_mode="PAY_PER_REQUEST")
+        DeliveryModel.create_table(billing_mode="PAY_PER_REQUEST")
+        settings = load_settings()
+        sqs = boto3.client("sqs", region_name=settings.region)
+        urls = [
+            sqs.create_queue(QueueName=name)["QueueUrl"]
+            for name in (settings.deliveries_queue, settings.deliveries_dlq, settings.evaluator_dlq)
+        ]
+        try:
+            yield CliStack(settings, sqs, *urls)
+        finally:
+            _reset_connections()
+
+
+def delivery_id(n: int) -> str:
+    return delivery_id_for("pb_1", f"conv-{n}", "approved")

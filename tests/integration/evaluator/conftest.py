@@ -1,0 +1,116 @@
+"""The evaluator against moto in-process: tables from the pynamodb models, the two queues it uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions import bootstrap
+from functions.core.model import Postback
+from functions.evaluator.handler import on_conversion_change
+from functions.evaluator.service import ConversionEvaluator, build_evaluator
+from functions.settings import Settings, load_settings
+from functions.storage.models import DeliveryModel, PostbackModel
+from tests.support.streams import stream_event
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    sqs: Any
+    deliveries_queue_url: str
+    dlq_url: str
+    rules_clock: Clock
+    evaluator: ConversionEvaluator
+    # Every message drained so far, per queue URL.
+    drained: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add_postback(self, postback: Postback) -> None:
+        PostbackModel(
+            postback.id,
+            affiliate_id=postback.affiliate_id,
+            listing="postbacks",
+            scope=postback.scope.value,
+            included_offer_ids=list(postback.included_offer_ids),
+            excluded_offer_ids=list(postback.excluded_offer_ids),
+            conversion_types=list(postback.conversion_types),
+            conversion_statuses=list(postback.conversion_statuses),
+            url=postback.url,
+            enabled=postback.enabled,
+            created_at=postback.created_at,
+            updated_at=postback.updated_at,
+        ).save()
+
+    def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The handler as Lambda calls it: a Lambda-shaped event dict and a context."""
+        result: dict[str, Any] = on_conversion_change(stream_event(records), None)
+        return result
+
+    def drain(self, queue_url: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while True:
+            received = self.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+            ).get("Messages", [])
+            if not received:
+                self.drained.setdefault(queue_url, []).extend(messages)
+                return messages
+            for message in received:
+                messages.append(
+                    {"body": json.loads(message["Body"]), "attributes": message.get("MessageAttributes", {})}
+                )
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def queued_delivery_ids(self) -> list[str]:
+        return [message["body"]["delivery_id"] for message in self.drain(self.deliveries_queue_url)]
+
+    def all_queued_delivery_ids(self) -> list[str]:
+        """Every delivery ID ever queued in this test (drained earlier or now)."""
+        self.drain(self.deliveries_queue_url)
+        return [message["body"]["delivery_id"] for message in self.drained.get(self.deliveries_queue_url, [])]
+
+    def deliveries(self) -> dict[str, DeliveryModel]:
+        return {item.delivery_id: item for item in DeliveryModel.scan()}
+
+
+def _reset_connections() -> None:
+    # pynamodb caches a connection (and its botocore client) per model class: a fresh one per test
+    # keeps event hooks and moto state from leaking between tests.
+    PostbackModel._connection = None
+    DeliveryModel._connection = None
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with mock_aws():
+        _reset_connections()
+        PostbackModel.create_table(billing_mode="PAY_PER_REQUEST")
+        DeliveryModel.create_table(billing_mode="PAY_PER_REQUEST")
+        defaults = load_settings()
+        sqs = boto3.client("sqs", region_name=defaults.region)
+        deliveries_queue_url = sqs.create_queue(QueueName=defaults.deliveries_queue)["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName=defaults.evaluator_dlq)["QueueUrl"]
+        # Queues given by URL (as settings allow): no GetQueueUrl in the requests a test counts.
+        settings = replace(defaults, deliveries_queue=deliveries_queue_url, evaluator_dlq=dlq_url)
+        rules_clock = Clock()
+        evaluator = build_evaluator(settings, sqs_client=sqs, rules_clock=rules_clock)
+        # The composition root hands the handler this evaluator (clients bound to this mock).
+        monkeypatch.setattr(bootstrap, "conversion_evaluator", lambda: evaluator)
+        try:
+            yield Stack(settings, sqs, deliveries_queue_url, dlq_url, rules_clock, evaluator)
+        finally:
+            _reset_connections()

@@ -1,0 +1,207 @@
+"""The batch logic against in-memory fakes that hold state (the AWS path is tested on moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from functions.core.matching import PlannedDelivery
+from functions.core.model import Postback, Scope, delivery_id_for
+from functions.evaluator.rules_cache import RulesCache
+from functions.evaluator.service import ConversionEvaluator
+from functions.storage.deliveries import CreateOutcome
+from functions.storage.queues import OutgoingMessage, QueueSendError
+from tests.support.conversions import conversion, postback
+from tests.support.streams import StreamBuilder, records_from, sequence_number_of
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+
+
+class FakePostbacks:
+    def __init__(self, postbacks: Iterable[Postback]) -> None:
+        self.postbacks = list(postbacks)
+        self.reads: list[str] = []
+        self.failing: set[str] = set()
+
+    def list_for_affiliate(self, affiliate_id: str) -> list[Postback]:
+        self.reads.append(affiliate_id)
+        if affiliate_id in self.failing:
+            raise TimeoutError("query timed out")
+        return [p for p in self.postbacks if p.affiliate_id == affiliate_id]
+
+
+class FakeDeliveries:
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[PlannedDelivery, str]] = {}
+        self.fail_on_write: int | None = None
+        self.writes = 0
+
+    def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome:
+        self.writes += 1
+        if self.fail_on_write == self.writes:
+            raise ConnectionError("throttled")
+        if planned.delivery_id in self.items:
+            state = self.items[planned.delivery_id][1]
+            return CreateOutcome.EXISTS_PENDING if state == "pending" else CreateOutcome.EXISTS_HANDLED
+        self.items[planned.delivery_id] = (planned, "pending")
+        return CreateOutcome.CREATED
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.batches = 0
+        self.refuse: set[str] = set()
+        self.down = False
+
+    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str:
+        if self.down:
+            raise ConnectionError("sqs unavailable")
+        self.messages.append(body)
+        return str(len(self.messages))
+
+    def send_batch(self, messages: Iterable[OutgoingMessage]) -> None:
+        self.batches += 1
+        batch = list(messages)
+        assert len(batch) <= 10
+        refused = [m.id for m in batch if m.id in self.refuse]
+        self.messages.extend(m.body for m in batch if m.id not in self.refuse)
+        if refused:
+            raise QueueSendError(refused, "InternalError")
+
+
+class World:
+    def __init__(self, postbacks: Iterable[Postback]) -> None:
+        self.postbacks = FakePostbacks(postbacks)
+        self.deliveries = FakeDeliveries()
+        self.queue = FakeQueue()
+        self.dlq = FakeQueue()
+        self.evaluator = ConversionEvaluator(
+            postbacks=self.postbacks,
+            deliveries=self.deliveries,
+            deliveries_queue=self.queue,
+            dead_letter_queue=self.dlq,
+            rules_cache=RulesCache(0),
+            delivery_ttl_days=90,
+            clock=lambda: NOW,
+        )
+
+    def enqueued(self) -> set[str]:
+        return {m["delivery_id"] for m in self.queue.messages}
+
+    def run_like_lambda(self, records: list[dict[str, Any]], max_invocations: int = 5) -> list[str | None]:
+        """Invoke, then retry from the reported record, as Lambda does, until a batch succeeds."""
+        reported: list[str | None] = []
+        batch = records
+        for _ in range(max_invocations):
+            result = self.evaluator.process(batch)
+            reported.append(result.failed_sequence_number)
+            if result.failed_sequence_number is None:
+                return reported
+            batch = records_from(records, result.failed_sequence_number)
+        return reported
+
+
+def many_affiliates(count: int) -> tuple[list[Postback], list[dict[str, Any]]]:
+    stream = StreamBuilder()
+    postbacks = [postback(f"pb_{i}", f"aff-{i}") for i in range(count)]
+    records = [stream.insert(conversion(conversion_id=f"c-{i}", affiliate_id=f"aff-{i}")) for i in range(count)]
+    return postbacks, records
+
+
+def test_write_failure_reports_that_record_and_the_retry_completes_every_delivery() -> None:
+    postbacks, records = many_affiliates(5)
+    world = World(postbacks)
+    world.deliveries.fail_on_write = 3
+    reported = world.run_like_lambda(records)
+    assert reported == [sequence_number_of(records[2]), None]
+    assert set(world.deliveries.items) == world.enqueued()
+    assert len(world.deliveries.items) == 5
+    # Records before the failure were enqueued in the first invocation, not again.
+    assert len(world.queue.messages) == 5
+
+
+def test_refused_queue_entries_report_the_earliest_record_not_enqueued() -> None:
+    postbacks, records = many_affiliates(12)
+    world = World(postbacks)
+    world.queue.refuse = {delivery_id_for("pb_4", "c-4", "approved")}
+    result = world.evaluator.process(records)
+    assert result.failed_sequence_number == sequence_number_of(records[4])
+    world.queue.refuse = set()
+    assert world.run_like_lambda(records_from(records, sequence_number_of(records[4]))) == [None]
+    assert world.enqueued() == set(world.deliveries.items)
+    assert len(world.deliveries.items) == 12
+
+
+def test_failed_postbacks_read_stops_before_the_first_record_of_that_affiliate() -> None:
+    postbacks, records = many_affiliates(4)
+    world = World(postbacks)
+    world.postbacks.failing = {"aff-2"}
+    result = world.evaluator.process(records)
+    assert result.failed_sequence_number == sequence_number_of(records[2])
+    assert {item[0].affiliate_id for item in world.deliveries.items.values()} == {"aff-0", "aff-1"}
+    assert len(world.enqueued()) == 2
+
+
+def test_malformed_record_that_cannot_be_dead_lettered_is_reported() -> None:
+    stream = StreamBuilder()
+    records = [stream.insert(conversion(conversion_id="c-0")), stream.insert(conversion(status="paid"))]
+    world = World([postback()])
+    world.dlq.down = True
+    result = world.evaluator.process(records)
+    assert result.failed_sequence_number == sequence_number_of(records[1])
+    assert len(world.enqueued()) == 1
+
+
+def test_render_failure_goes_to_the_dead_letter_queue_and_other_postbacks_fire() -> None:
+    world = World([postback("pb_bad", url="https://{affS1}/x"), postback("pb_ok")])
+    record = StreamBuilder().insert(conversion())
+    result = world.evaluator.process([record])
+    assert result.failed_sequence_number is None
+    (dead_letter,) = world.dlq.messages
+    assert dead_letter["reason"].startswith("render_failed: ")
+    assert dead_letter["reason"].endswith("(postback pb_bad)")
+    assert dead_letter["record"] == record
+    assert dead_letter["sequence_number"] == sequence_number_of(record)
+    assert [item[0].postback_id for item in world.deliveries.items.values()] == ["pb_ok"]
+
+
+def test_existing_pending_delivery_is_enqueued_again_and_a_handled_one_is_not() -> None:
+    world = World([postback("pb_1"), postback("pb_2")])
+    record = StreamBuilder().insert(conversion())
+    world.evaluator.process([record])
+    world.queue.messages.clear()
+    pb2_id = next(key for key, item in world.deliveries.items.items() if item[0].postback_id == "pb_2")
+    world.deliveries.items[pb2_id] = (world.deliveries.items[pb2_id][0], "delivered")
+    result = world.evaluator.process([record])
+    assert result.deliveries_created == 0
+    assert [item[0].postback_id for item in world.deliveries.items.values() if item[1] == "pending"] == ["pb_1"]
+    assert world.enqueued() == {key for key, item in world.deliveries.items.items() if item[0].postback_id == "pb_1"}
+
+
+def test_flip_flop_in_one_batch_writes_and_enqueues_once() -> None:
+    stream = StreamBuilder()
+    approved, pending = conversion(), conversion(status="pending")
+    records = [stream.insert(approved), stream.modify(approved, pending), stream.modify(pending, approved)]
+    world = World([postback()])
+    result = world.evaluator.process(records)
+    assert result.failed_sequence_number is None
+    assert world.deliveries.writes == 1
+    assert len(world.queue.messages) == 1
+
+
+def test_one_postbacks_read_per_affiliate_per_batch() -> None:
+    stream = StreamBuilder()
+    records = [
+        stream.insert(conversion(conversion_id=f"c-{i}", affiliate_id=f"aff-{i % 3}", offer_id=f"o-{i}"))
+        for i in range(30)
+    ]
+    world = World([postback(f"pb_{a}", f"aff-{a}", scope=Scope.GLOBAL) for a in range(3)])
+    world.evaluator.process(records)
+    assert sorted(world.postbacks.reads) == ["aff-0", "aff-1", "aff-2"]
+    assert world.queue.batches == 3

@@ -37,7 +37,7 @@ def postback_repository() -> PostbackRepository:
 def postback_service() -> PostbackService:
     from functions.api.service import PostbackService
 
-    return PostbackService(postback_repository(), settings())
+    return PostbackService(postback_repository(), settings(), waiting_deliveries=delivery_attempts())
 
 
 @functools.cache

@@ -183,9 +183,8 @@ class Problem(BaseModel):
 
 DeliveryStateName = Annotated[
     str,
-    WithJsonSchema(
-        {"type": "string", "enum": [state.value for state in DeliveryState if state != DeliveryState.FAILED]}
-    ),
+    # `failed` appears only on test fires that did not succeed (they are never retried).
+    WithJsonSchema({"type": "string", "enum": [state.value for state in DeliveryState]}),
 ]
 
 
@@ -257,7 +256,7 @@ class TestOutcome(BaseModel):
     status_code: int | None
     duration_ms: int | None
     error: str | None = Field(description="Why no 2xx answer was obtained (timeout, blocked_destination, ...)")
-    classification: str = Field(description="delivered, retryable or terminal, as for a real delivery")
+    classification: str = Field(description="delivered, retryable, terminal or blocked, as for a real delivery")
     delivered: bool = Field(description="True on a 2xx answer")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
 from functions.api.schemas import PostbackCreate, PostbackPatch
+from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED
 from functions.core.egress import EgressPolicy
 from functions.core.matching import offer_in_scope
 from functions.core.model import Postback, Scope, format_timestamp, new_postback_id, utc_now
@@ -104,6 +105,12 @@ class PostbackStore(Protocol):
     ) -> PostbackPage: ...
 
 
+class WaitingDeliveries(Protocol):
+    """The deliveries of a postback that still wait for a send (cancelled when it stops)."""
+
+    def cancel_waiting_for_postback(self, postback_id: str, reason: str, now: datetime, since: datetime) -> int: ...
+
+
 @dataclass(frozen=True)
 class ListResult:
     items: list[Postback]
@@ -161,9 +168,11 @@ class PostbackService:
         settings: Settings,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_postback_id,
+        waiting_deliveries: WaitingDeliveries | None = None,
     ) -> None:
         self._repository = repository
         self._settings = settings
+        self._waiting_deliveries = waiting_deliveries
         self._clock = clock
         self._new_id = new_id
         self._egress = EgressPolicy.from_settings(settings)
@@ -313,13 +322,17 @@ class PostbackService:
                 raise PreconditionFailed(f"the current version is {current.version}")
             merged = self._merge(caller, current, body)
             try:
-                return self._repository.update(merged, expected_version=current.version)
+                updated = self._repository.update(merged, expected_version=current.version)
             except PostbackGone as exc:
                 raise PostbackNotFound(postback_id) from exc
             except VersionConflict as exc:
                 # With If-Match the client asked to change exactly the version it named.
                 if accepted_versions is not None:
                     raise PreconditionFailed("the postback was changed by another request") from exc
+                continue
+            if current.enabled and not updated.enabled:
+                self._cancel_waiting(updated, REASON_POSTBACK_DISABLED)
+            return updated
         raise PreconditionFailed("the postback is being changed concurrently; retry")
 
     def _merge(self, caller: Principal, current: Postback, body: Mapping[str, Any]) -> Postback:
@@ -360,3 +373,17 @@ class PostbackService:
             self._repository.delete(postback)
         except PostbackGone as exc:
             raise PostbackNotFound(postback_id) from exc
+        self._cancel_waiting(postback, REASON_POSTBACK_DELETED)
+
+    def _cancel_waiting(self, postback: Postback, reason: str) -> None:
+        """Contract §2: a delete or disable cancels the postback's pending deliveries at once.
+
+        The sender checks the postback again before every GET, so this only makes the
+        cancellation visible immediately; deliveries older than the retry window plus a day are
+        not read (none of them can still be waiting).
+        """
+        if self._waiting_deliveries is None:
+            return
+        now = self._clock()
+        since = now - timedelta(seconds=self._settings.retry_deadline_seconds) - timedelta(days=1)
+        self._waiting_deliveries.cancel_waiting_for_postback(postback.id, reason, now, since)

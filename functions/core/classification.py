@@ -39,6 +39,9 @@ RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
 REASON_GONE = "gone"
 REASON_REDIRECT = "redirect_not_followed"
 REASON_BLOCKED = "blocked_destination"
+# A delivery whose postback was deleted or disabled after the match is cancelled, never sent.
+REASON_POSTBACK_DELETED = "postback_deleted"
+REASON_POSTBACK_DISABLED = "postback_disabled"
 
 
 @dataclass(frozen=True)

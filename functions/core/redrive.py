@@ -45,6 +45,32 @@ class MessageKind(StrEnum):
 
     DEAD_LETTER = "dead_letter"  # the sender, with reason and history (messages.dead_letter_message)
     MOVED = "moved"  # the queue's redrive policy moved a deliveries-queue message (crash loop)
+    # The sender, for a deliveries-queue message it could not act on; the original body is kept.
+    MALFORMED_MESSAGE = "malformed_message"  # the body names no delivery
+    UNKNOWN_DELIVERY = "unknown_delivery"  # the body names a delivery that had no record
+
+    @property
+    def redrivable(self) -> bool:
+        """A redrive can bring the delivery back; the other kinds hold nothing to send."""
+        return self in (MessageKind.DEAD_LETTER, MessageKind.MOVED)
+
+
+# The `kind` field of the sender's DLQ bodies; a body without one was moved by the queue itself.
+_BODY_KINDS = {
+    "delivery": MessageKind.DEAD_LETTER,
+    "malformed_message": MessageKind.MALFORMED_MESSAGE,
+    "unknown_delivery": MessageKind.UNKNOWN_DELIVERY,
+}
+
+
+def _dead_letter_time(dead_lettered_at: str | None, sent_at: datetime | None) -> datetime | None:
+    """When a message was dead-lettered: its body's time, else the time SQS first got it."""
+    if dead_lettered_at:
+        try:
+            return parse_timestamp(dead_lettered_at)
+        except ValueError:
+            return sent_at
+    return sent_at
 
 
 @dataclass(frozen=True)
@@ -66,16 +92,14 @@ class DeadLetterEntry:
     sent_at: datetime | None
     receive_count: int
     body: Any = field(repr=False, compare=False, default=None)
+    # Malformed / unknown-delivery messages: the deliveries-queue message the sender set aside.
+    original_message_id: str | None = None
+    original_body: str | None = None
 
     @property
     def at(self) -> datetime | None:
         """When it was dead-lettered (the body's time, else the time SQS first got it)."""
-        if self.dead_lettered_at:
-            try:
-                return parse_timestamp(self.dead_lettered_at)
-            except ValueError:
-                return self.sent_at
-        return self.sent_at
+        return _dead_letter_time(self.dead_lettered_at, self.sent_at)
 
 
 @dataclass(frozen=True)
@@ -96,12 +120,7 @@ class ConversionDeadLetterEntry:
 
     @property
     def at(self) -> datetime | None:
-        if self.dead_lettered_at:
-            try:
-                return parse_timestamp(self.dead_lettered_at)
-            except ValueError:
-                return self.sent_at
-        return self.sent_at
+        return _dead_letter_time(self.dead_lettered_at, self.sent_at)
 
 
 def _sent_at(attributes: dict[str, str]) -> datetime | None:
@@ -130,30 +149,38 @@ def _status_code(value: Any) -> int | None:
     return None
 
 
+def _json_object(body_text: str) -> dict[str, Any]:
+    """A message body as a JSON object; empty when it is not one."""
+    try:
+        body: Any = json.loads(body_text)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def parse_delivery_dead_letter(
     message_id: str, body_text: str, attributes: dict[str, str], message_attributes: dict[str, str]
 ) -> DeadLetterEntry:
     """Read a deliveries-DLQ message. Never raises: an unreadable body yields an entry without a delivery id."""
-    try:
-        body: Any = json.loads(body_text)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {}
-    is_dead_letter = body.get("kind") == "delivery"
+    body = _json_object(body_text)
+    kind = _BODY_KINDS.get(body.get("kind"), MessageKind.MOVED) if isinstance(body.get("kind"), str) else None
+    kind = kind or MessageKind.MOVED
+    is_dead_letter = kind is MessageKind.DEAD_LETTER
+    set_aside = not kind.redrivable
     raw_attempts = body.get("attempts") if is_dead_letter else None
     attempts = tuple(a for a in raw_attempts if isinstance(a, dict)) if isinstance(raw_attempts, list) else ()
     reason = _text(body.get("reason")) or _text(message_attributes.get("reason"))
+    default_reason = {MessageKind.DEAD_LETTER: "unknown", MessageKind.MOVED: MAX_RECEIVES_REASON}.get(kind, kind.value)
     return DeadLetterEntry(
         message_id=message_id,
-        kind=MessageKind.DEAD_LETTER if is_dead_letter else MessageKind.MOVED,
+        kind=kind,
         delivery_id=_text(body.get("delivery_id")),
         affiliate_id=_text(body.get("affiliate_id")) or _text(message_attributes.get("affiliate_id")),
         postback_id=_text(body.get("postback_id")) or _text(message_attributes.get("postback_id")),
         conversion_id=_text(body.get("conversion_id")),
         conversion_status=_text(body.get("conversion_status")),
         target_host=_text(body.get("target_host")),
-        reason=reason or (MAX_RECEIVES_REASON if not is_dead_letter else "unknown"),
+        reason=reason or default_reason,
         last_status_code=_status_code(body.get("last_status_code"))
         if is_dead_letter
         else _status_code(message_attributes.get("status_code")),
@@ -162,6 +189,8 @@ def parse_delivery_dead_letter(
         sent_at=_sent_at(attributes),
         receive_count=_receive_count(attributes),
         body=body,
+        original_message_id=_text(body.get("message_id")) if set_aside else None,
+        original_body=body.get("body") if set_aside and isinstance(body.get("body"), str) else None,
     )
 
 
@@ -178,12 +207,7 @@ def parse_conversion_dead_letter(
     message_id: str, body_text: str, attributes: dict[str, str]
 ) -> ConversionDeadLetterEntry:
     """Read an evaluator-DLQ message. Never raises: what cannot be read is left empty."""
-    try:
-        body: Any = json.loads(body_text)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {}
+    body = _json_object(body_text)
     record = body.get("record") if isinstance(body.get("record"), dict) else None
     dynamodb = record.get("dynamodb") if record is not None and isinstance(record.get("dynamodb"), dict) else {}
     image = dynamodb.get("NewImage") or dynamodb.get("OldImage")

@@ -41,6 +41,8 @@ from functools import partial
 from typing import Any, Protocol
 
 from functions.core.classification import (
+    REASON_POSTBACK_DELETED,
+    REASON_POSTBACK_DISABLED,
     Classification,
     classify,
     header_text,
@@ -84,8 +86,6 @@ INVOCATION_MARGIN_SECONDS = 5.0
 
 REASON_MALFORMED_MESSAGE = "malformed_message"
 REASON_UNKNOWN_DELIVERY = "unknown_delivery"
-REASON_POSTBACK_DELETED = "postback_deleted"
-REASON_POSTBACK_DISABLED = "postback_disabled"
 
 
 class HttpOutcomeView(Protocol):

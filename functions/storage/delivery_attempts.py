@@ -13,12 +13,13 @@ The delivery record is the durable truth; the queue message only points at it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -26,6 +27,8 @@ from functions.core.model import DeliveryState, format_timestamp
 from functions.storage.models import DEAD_LETTER_PARTITION, AttemptMap, DeliveryModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+
+logger = logging.getLogger(__name__)
 
 
 class LeaseLost(Exception):
@@ -217,6 +220,41 @@ class DeliveryAttemptRepository:
             model.updated_at.set(format_timestamp(now)),
         ]
         return self._update(delivery_id, actions, workable & due)
+
+    def cancel_waiting_for_postback(self, postback_id: str, reason: str, now: datetime, since: datetime) -> int:
+        """Cancel the postback's deliveries that wait for a send (pending, retrying, or an expired lease).
+
+        Called when a postback is deleted or disabled, so its log shows the cancellation at once.
+        Only deliveries created since `since` are read (older ones cannot still be within their
+        retry schedule); each cancellation is conditional, so a delivery being sent right now
+        (live lease) is left to its sender, which checks the postback again before the GET.
+        Returns how many were cancelled.
+        """
+        model = self._model
+        now_epoch = now.timestamp()
+        waiting = model.state.is_in(DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+        workable = waiting | ((model.state == DeliveryState.IN_FLIGHT.value) & (model.lease_expires_at < now_epoch))
+        cancelled = 0
+        try:
+            for item in model.by_postback.query(
+                postback_id,
+                model.created_at >= format_timestamp(since),
+                filter_condition=model.state.is_in(
+                    DeliveryState.PENDING.value, DeliveryState.RETRYING.value, DeliveryState.IN_FLIGHT.value
+                ),
+            ):
+                actions: list[Action] = [
+                    model.state.set(DeliveryState.CANCELLED.value),
+                    model.reason.set(reason),
+                    model.next_attempt_at.remove(),
+                    *self._release(now),
+                ]
+                if self._update(item.delivery_id, actions, workable) is not None:
+                    cancelled += 1
+        except PynamoDBException:
+            # The sender's check before every GET still cancels what is left here.
+            logger.warning("cancelling the deliveries of postback %s stopped early", postback_id, exc_info=True)
+        return cancelled
 
     # Writes under the lease.
 

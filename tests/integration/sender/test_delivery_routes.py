@@ -3,58 +3,32 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
 from functions import bootstrap
 from functions.core.model import DeliveryState, delivery_id_for, format_timestamp
-from functions.settings import DEFAULT_JWT_SECRET
 from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel
+from tests.support.api_client import ADMIN, AFF_A, AFF_B, body_of
+from tests.support.api_client import Api as BaseApi
 
 from .conftest import Receiver, Reply
 
 pytestmark = pytest.mark.integration
 
 
-def headers_for(role: str, affiliate_id: str | None = None) -> dict[str, str]:
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": f"user-{role}-{affiliate_id}", "role": role, "iat": now, "exp": now + 3600}
-    if affiliate_id is not None:
-        claims["affiliate_id"] = affiliate_id
-    token = jwt.encode(claims, DEFAULT_JWT_SECRET, algorithm="HS256")
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-
-ADMIN = headers_for("admin")
-AFF_A = headers_for("affiliate", "aff-a")
-AFF_B = headers_for("affiliate", "aff-b")
-
-
-class Api:
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def request(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
-        raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        return self.client.http.request(method, path, headers=headers, body=raw)
-
+class Api(BaseApi):
     def create(self, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
         body = {"scope": "global", "conversion_types": ["sale"], **fields}
         response = self.request("POST", "/postbacks", headers, body)
         assert response.status_code == 201, response.body
         created: dict[str, Any] = json.loads(response.body)
         return created
-
-
-def body_of(response: Any) -> Any:
-    return json.loads(response.body)
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions import settings as settings_module
 from functions.cli.conversions import ConversionDeadLetters
-from functions.cli.deliveries import DeliveryDeadLetters, QueueStats, Recovery, RedriveReport
+from functions.cli.deliveries import DeliveryDeadLetters, Recovery
+from functions.cli.dlq import QueueStats, RedriveReport
 from functions.cli.output import Progress, format_age, render_json, render_table
 from functions.cli.pacing import Pacer, RateArgumentError, parse_rate
 from functions.cli.timeargs import TimeArgumentError, parse_time
@@ -38,6 +39,18 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 MAX_TABLE_ROWS = 200
 QUEUE_CHOICES = ("deliveries", "evaluator")
+DELIVERY_LIST_COLUMNS = (
+    "delivery",
+    "kind",
+    "affiliate",
+    "postback",
+    "host",
+    "reason",
+    "code",
+    "tries",
+    "dead-lettered",
+    "message",
+)
 
 
 class UsageError(Exception):
@@ -254,7 +267,7 @@ def _stats_text(stats: QueueStats) -> str:
 
 
 def _delivery_entry_dict(entry: DeadLetterEntry) -> dict[str, Any]:
-    return {
+    result: dict[str, Any] = {
         "message_id": entry.message_id,
         "kind": entry.kind.value,
         "delivery_id": entry.delivery_id,
@@ -270,6 +283,10 @@ def _delivery_entry_dict(entry: DeadLetterEntry) -> dict[str, Any]:
         "sent_at": _time(entry.sent_at),
         "receive_count": entry.receive_count,
     }
+    if not entry.kind.redrivable:  # set aside by the sender: the deliveries-queue message it kept
+        result["original_message_id"] = entry.original_message_id
+        result["original_body"] = entry.original_body
+    return result
 
 
 def _conversion_entry_dict(entry: ConversionDeadLetterEntry, with_record: bool = False) -> dict[str, Any]:
@@ -384,6 +401,7 @@ class Command:
         rows = [
             (
                 e.delivery_id,
+                e.kind.value,
                 e.affiliate_id,
                 e.postback_id,
                 e.target_host,
@@ -395,8 +413,9 @@ class Command:
             )
             for e in deliveries
         ]
-        columns = ["delivery", "affiliate", "postback", "host", "reason", "code", "tries", "dead-lettered", "message"]
-        self.emit({"messages": [_delivery_entry_dict(e) for e in deliveries]}, render_table(columns, rows))
+        self.emit(
+            {"messages": [_delivery_entry_dict(e) for e in deliveries]}, render_table(DELIVERY_LIST_COLUMNS, rows)
+        )
         return EXIT_OK
 
     def dlq_show(self) -> int:
@@ -439,6 +458,8 @@ class Command:
                 f"redrive count: {record.redrive_count}",
                 f"created at: {record.created_at}",
             ]
+        elif entry is not None and not entry.kind.redrivable:
+            lines.append(f"delivery record: none (the sender set this message aside: {entry.kind.value})")
         else:
             lines.append("delivery record: not found (expired after its retention?)")
         lines += ["", f"attempts ({len(attempts)}):", _attempts_table(attempts)]
@@ -456,23 +477,17 @@ class Command:
     def dlq_redrive(self) -> int:
         selection = _selection(self.args, self.services.clock())
         if self.args.queue == "evaluator":
-            report = self.services.conversions.replay(
-                selection,
-                limit=self.args.limit,
-                pacer=self.pacer(),
-                dry_run=self.args.dry_run,
-                progress=self.progress("replaying"),
-            )
-            self.emit(report.as_dict(), _report_text(report, "replay"))
+            run, verb, label = self.services.conversions.replay, "replay", "replaying"
         else:
-            report = self.services.deliveries.redrive(
-                selection,
-                limit=self.args.limit,
-                pacer=self.pacer(),
-                dry_run=self.args.dry_run,
-                progress=self.progress("redriving"),
-            )
-            self.emit(report.as_dict(), _report_text(report, "redrive"))
+            run, verb, label = self.services.deliveries.redrive, "redrive", "redriving"
+        report = run(
+            selection,
+            limit=self.args.limit,
+            pacer=self.pacer(),
+            dry_run=self.args.dry_run,
+            progress=self.progress(label),
+        )
+        self.emit(report.as_dict(), _report_text(report, verb))
         return self._exit_for(report)
 
     def dlq_purge(self) -> int:

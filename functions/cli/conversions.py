@@ -17,16 +17,15 @@ from __future__ import annotations
 import copy
 import importlib
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from functions.cli.deliveries import Outcome, QueueStats, RedriveReport
+from functions.cli.dlq import DeadLetterQueue, Outcome, RedriveReport, ScanOptions
 from functions.cli.output import Progress
 from functions.cli.pacing import Pacer
-from functions.cli.scanning import DEFAULT_MAX_MESSAGES, QueueScan
+from functions.cli.scanning import QueueScan
 from functions.core.model import utc_now
 from functions.core.redrive import ConversionDeadLetterEntry, DeadLetterFilter, parse_conversion_dead_letter
 from functions.storage.queues import Queue, ReceivedMessage
@@ -94,7 +93,9 @@ def _record_identity(entry: ConversionDeadLetterEntry) -> str:
     return str(record.get("eventID") or entry.sequence_number or entry.message_id)
 
 
-class ConversionDeadLetters:
+class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
+    GROUPS = ("reason", "affiliate", "event")
+
     def __init__(
         self,
         dlq: Queue,
@@ -102,86 +103,27 @@ class ConversionDeadLetters:
         stream_arn: str,
         region: str,
         handler_loader: Callable[[], StreamHandler] = load_evaluator_handler,
-        clock: Callable[[], datetime] = utc_now,
-        hold_seconds: int = 300,
-        max_messages: int = DEFAULT_MAX_MESSAGES,
-        wait_seconds: int = 1,
+        **options: Unpack[ScanOptions],
     ) -> None:
-        self._dlq = dlq
+        super().__init__(dlq, **options)
         self._stream_arn = stream_arn
         self._region = region
         self._handler_loader = handler_loader
-        self._clock = clock
-        self._hold_seconds = hold_seconds
-        self._max_messages = max_messages
-        self._wait_seconds = wait_seconds
 
-    @property
-    def queue_name(self) -> str:
-        return self._dlq.name
-
-    def _scan(self) -> QueueScan:
-        return QueueScan(
-            self._dlq, hold_seconds=self._hold_seconds, max_messages=self._max_messages, wait_seconds=self._wait_seconds
-        )
-
-    @staticmethod
-    def _entry(message: ReceivedMessage) -> ConversionDeadLetterEntry:
+    def _entry(self, message: ReceivedMessage) -> ConversionDeadLetterEntry:
         return parse_conversion_dead_letter(message.message_id, message.body, message.attributes)
 
-    def stats(self, progress: Progress) -> QueueStats:
-        depth = self._dlq.depth()
-        groups: dict[str, Counter[str]] = {"reason": Counter(), "affiliate": Counter(), "event": Counter()}
-        oldest: datetime | None = None
-        with self._scan() as scan:
-            for message in scan:
-                entry = self._entry(message)
-                groups["reason"][entry.reason] += 1
-                groups["affiliate"][entry.affiliate_id or "-"] += 1
-                groups["event"][entry.event_name or "-"] += 1
-                if entry.sent_at is not None and (oldest is None or entry.sent_at < oldest):
-                    oldest = entry.sent_at
-                progress.advance()
-            scanned = scan.seen
-        progress.close()
-        return QueueStats(
-            queue=self._dlq.name,
-            visible=depth["visible"],
-            in_flight=depth["in_flight"],
-            scanned=scanned,
-            oldest_sent_at=oldest,
-            oldest_age_seconds=(self._clock() - oldest).total_seconds() if oldest is not None else None,
-            groups={name: dict(counter.most_common()) for name, counter in groups.items()},
-        )
+    def _selects(self, selection: DeadLetterFilter, entry: ConversionDeadLetterEntry) -> bool:
+        return selection.matches_conversion(entry)
 
-    def entries(
-        self, selection: DeadLetterFilter, limit: int | None, progress: Progress
-    ) -> list[ConversionDeadLetterEntry]:
-        found: list[ConversionDeadLetterEntry] = []
-        with self._scan() as scan:
-            for message in scan:
-                progress.advance()
-                entry = self._entry(message)
-                if selection.matches_conversion(entry):
-                    found.append(entry)
-                    if limit is not None and len(found) >= limit:
-                        break
-        progress.close()
-        return found
+    def _item_id(self, entry: ConversionDeadLetterEntry) -> str | None:
+        return entry.conversion_id
 
-    def find(self, identifier: str) -> ConversionDeadLetterEntry | None:
-        """The message with this message id, or the oldest holding a record of this conversion id."""
-        matches: list[ConversionDeadLetterEntry] = []
-        with self._scan() as scan:
-            for message in scan:
-                entry = self._entry(message)
-                if identifier in (entry.message_id, entry.conversion_id, entry.sequence_number):
-                    matches.append(entry)
-                    if entry.message_id == identifier:
-                        break
-        if not matches:
-            return None
-        return min(matches, key=lambda e: e.sent_at.timestamp() if e.sent_at else 0.0)
+    def _identifiers(self, entry: ConversionDeadLetterEntry) -> tuple[str | None, ...]:
+        return (entry.message_id, entry.conversion_id, entry.sequence_number)
+
+    def _group_values(self, entry: ConversionDeadLetterEntry) -> tuple[str, ...]:
+        return (entry.reason, entry.affiliate_id or "-", entry.event_name or "-")
 
     def replay(
         self,
@@ -192,34 +134,23 @@ class ConversionDeadLetters:
         dry_run: bool,
         progress: Progress,
     ) -> RedriveReport:
-        report = RedriveReport(dry_run=dry_run)
         handler = None if dry_run else self._handler_loader()
         replayed: set[str] = set()
-        with self._scan() as scan:
-            for message in scan:
-                report.examined += 1
-                entry = self._entry(message)
-                if not selection.matches_conversion(entry):
-                    continue
-                report.matched += 1
-                identity = _record_identity(entry)
-                if identity in replayed:
-                    why = "another copy of a record this run replayed"
-                    outcome = Outcome(entry.conversion_id, entry.message_id, "left_in_dlq", why)
-                elif entry.record is None:
-                    outcome = Outcome(entry.conversion_id, entry.message_id, "skipped", "the message holds no record")
-                elif handler is None:
-                    outcome = Outcome(entry.conversion_id, entry.message_id, "would_replay", entry.reason)
-                else:
-                    replayed.add(identity)
-                    pacer.wait()
-                    outcome = self._replay_one(scan, message, entry, handler)
-                report.outcomes.append(outcome)
-                progress.advance(note=outcome.result)
-                if limit is not None and report.matched >= limit:
-                    break
-        progress.close()
-        return report
+
+        def replay_once(scan: QueueScan, message: ReceivedMessage, entry: ConversionDeadLetterEntry) -> Outcome:
+            identity = _record_identity(entry)
+            if identity in replayed:
+                why = "another copy of a record this run replayed"
+                return Outcome(entry.conversion_id, entry.message_id, "left_in_dlq", why)
+            if entry.record is None:
+                return Outcome(entry.conversion_id, entry.message_id, "skipped", "the message holds no record")
+            if handler is None:
+                return Outcome(entry.conversion_id, entry.message_id, "would_replay", entry.reason)
+            replayed.add(identity)
+            pacer.wait()
+            return self._replay_one(scan, message, entry, handler)
+
+        return self._act(selection, replay_once, dry_run=dry_run, limit=limit, progress=progress)
 
     def _replay_one(
         self, scan: QueueScan, message: ReceivedMessage, entry: ConversionDeadLetterEntry, handler: StreamHandler
@@ -234,24 +165,3 @@ class ConversionDeadLetters:
             return Outcome(entry.conversion_id, entry.message_id, "failed", "the evaluator reported the record failed")
         scan.delete(message)
         return Outcome(entry.conversion_id, entry.message_id, "replayed", entry.reason)
-
-    def purge(
-        self, selection: DeadLetterFilter, *, limit: int | None, dry_run: bool, progress: Progress
-    ) -> RedriveReport:
-        report = RedriveReport(dry_run=dry_run)
-        with self._scan() as scan:
-            for message in scan:
-                report.examined += 1
-                entry = self._entry(message)
-                if not selection.matches_conversion(entry):
-                    continue
-                report.matched += 1
-                if not dry_run:
-                    scan.delete(message)
-                result = "would_delete" if dry_run else "deleted"
-                report.outcomes.append(Outcome(entry.conversion_id, entry.message_id, result, entry.reason))
-                progress.advance()
-                if limit is not None and report.matched >= limit:
-                    break
-        progress.close()
-        return report

@@ -7,17 +7,16 @@ back on the deliveries queue with a reset record (protocol in `functions.core.re
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.cli.dlq import DeadLetterQueue, Outcome, RedriveReport, ScanOptions, act_on_selected
 from functions.cli.output import Progress
 from functions.cli.pacing import Pacer
-from functions.cli.scanning import DEFAULT_MAX_MESSAGES, QueueScan
+from functions.cli.scanning import QueueScan
 from functions.core.messages import delivery_message
 from functions.core.model import utc_now
 from functions.core.redrive import (
@@ -41,62 +40,6 @@ MAX_CLAIM_ROUNDS = 3
 
 def _no_hook(step: str, delivery_id: str) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    item_id: str | None  # the delivery id (the conversion id for the evaluator DLQ)
-    message_id: str | None
-    result: str  # redriven | resumed | dropped | skipped | failed | would_<action> | deleted
-    why: str
-
-
-@dataclass
-class RedriveReport:
-    dry_run: bool
-    examined: int = 0
-    matched: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return dict(Counter(outcome.result for outcome in self.outcomes))
-
-    @property
-    def incomplete(self) -> bool:
-        """Some selected deliveries were neither brought back nor found already handled."""
-        return any(outcome.result in ("failed", "skipped") for outcome in self.outcomes)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "examined": self.examined,
-            "matched": self.matched,
-            "counts": self.counts(),
-            "outcomes": [outcome.__dict__ for outcome in self.outcomes],
-        }
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    queue: str
-    visible: int
-    in_flight: int
-    scanned: int
-    oldest_sent_at: datetime | None
-    oldest_age_seconds: float | None
-    groups: dict[str, dict[str, int]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "approximate_depth": self.visible + self.in_flight,
-            "visible": self.visible,
-            "in_flight": self.in_flight,
-            "scanned": self.scanned,
-            "oldest_sent_at": self.oldest_sent_at.isoformat() if self.oldest_sent_at else None,
-            "oldest_age_seconds": self.oldest_age_seconds,
-            "groups": self.groups,
-        }
 
 
 def _queue_error_text(error: ClientError | BotoCoreError) -> str:
@@ -134,103 +77,47 @@ class Enqueuer:
         self._on_step("marked", record.delivery_id)
 
 
-class DeliveryDeadLetters:
+class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
+    GROUPS = ("reason", "kind", "affiliate", "postback", "target_host", "status_code")
+
     def __init__(
         self,
         dlq: Queue,
         deliveries_queue: Queue,
         repository: DeliveryRedriveRepository,
         *,
-        clock: Callable[[], datetime] = utc_now,
-        hold_seconds: int = 300,
-        max_messages: int = DEFAULT_MAX_MESSAGES,
-        wait_seconds: int = 1,
         on_step: StepHook = _no_hook,
+        **options: Unpack[ScanOptions],
     ) -> None:
-        self._dlq = dlq
+        super().__init__(dlq, **options)
         self._deliveries_queue = deliveries_queue
         self._repository = repository
-        self._clock = clock
-        self._hold_seconds = hold_seconds
-        self._max_messages = max_messages
-        self._wait_seconds = wait_seconds
         self._on_step = on_step
 
-    @property
-    def queue_name(self) -> str:
-        return self._dlq.name
-
-    def _scan(self) -> QueueScan:
-        return QueueScan(
-            self._dlq, hold_seconds=self._hold_seconds, max_messages=self._max_messages, wait_seconds=self._wait_seconds
-        )
-
-    @staticmethod
-    def _entry(message: ReceivedMessage) -> DeadLetterEntry:
+    def _entry(self, message: ReceivedMessage) -> DeadLetterEntry:
         return parse_delivery_dead_letter(
             message.message_id, message.body, message.attributes, message.message_attributes
         )
 
-    def stats(self, progress: Progress) -> QueueStats:
-        depth = self._dlq.depth()
-        groups: dict[str, Counter[str]] = {
-            "reason": Counter(),
-            "affiliate": Counter(),
-            "postback": Counter(),
-            "target_host": Counter(),
-            "status_code": Counter(),
-        }
-        oldest: datetime | None = None
-        with self._scan() as scan:
-            for message in scan:
-                entry = self._entry(message)
-                groups["reason"][entry.reason] += 1
-                groups["affiliate"][entry.affiliate_id or "-"] += 1
-                groups["postback"][entry.postback_id or "-"] += 1
-                groups["target_host"][entry.target_host or "-"] += 1
-                groups["status_code"][str(entry.last_status_code) if entry.last_status_code else "-"] += 1
-                if entry.sent_at is not None and (oldest is None or entry.sent_at < oldest):
-                    oldest = entry.sent_at
-                progress.advance()
-            scanned = scan.seen
-        progress.close()
-        age = (self._clock() - oldest).total_seconds() if oldest is not None else None
-        return QueueStats(
-            queue=self._dlq.name,
-            visible=depth["visible"],
-            in_flight=depth["in_flight"],
-            scanned=scanned,
-            oldest_sent_at=oldest,
-            oldest_age_seconds=age,
-            groups={name: dict(counter.most_common()) for name, counter in groups.items()},
+    def _selects(self, selection: DeadLetterFilter, entry: DeadLetterEntry) -> bool:
+        return selection.matches(entry)
+
+    def _item_id(self, entry: DeadLetterEntry) -> str | None:
+        return entry.delivery_id
+
+    def _identifiers(self, entry: DeadLetterEntry) -> tuple[str | None, ...]:
+        return (entry.message_id, entry.delivery_id)
+
+    def _group_values(self, entry: DeadLetterEntry) -> tuple[str, ...]:
+        status_code = str(entry.last_status_code) if entry.last_status_code else "-"
+        return (
+            entry.reason,
+            entry.kind.value,
+            entry.affiliate_id or "-",
+            entry.postback_id or "-",
+            entry.target_host or "-",
+            status_code,
         )
-
-    def entries(self, selection: DeadLetterFilter, limit: int | None, progress: Progress) -> list[DeadLetterEntry]:
-        found: list[DeadLetterEntry] = []
-        with self._scan() as scan:
-            for message in scan:
-                progress.advance()
-                entry = self._entry(message)
-                if selection.matches(entry):
-                    found.append(entry)
-                    if limit is not None and len(found) >= limit:
-                        break
-        progress.close()
-        return found
-
-    def find(self, identifier: str) -> DeadLetterEntry | None:
-        """The DLQ message with this message id or delivery id (the oldest copy if several)."""
-        matches: list[DeadLetterEntry] = []
-        with self._scan() as scan:
-            for message in scan:
-                entry = self._entry(message)
-                if identifier in (entry.message_id, entry.delivery_id):
-                    matches.append(entry)
-                    if entry.message_id == identifier:
-                        break
-        if not matches:
-            return None
-        return min(matches, key=lambda e: e.sent_at.timestamp() if e.sent_at else 0.0)
 
     def record(self, delivery_id: str) -> DeliveryRecord | None:
         return self._repository.get(delivery_id)
@@ -244,23 +131,13 @@ class DeliveryDeadLetters:
         dry_run: bool,
         progress: Progress,
     ) -> RedriveReport:
-        report = RedriveReport(dry_run=dry_run)
         enqueuer = Enqueuer(self._deliveries_queue, self._repository, pacer, self._clock, self._on_step)
         handled: set[str] = set()
-        with self._scan() as scan:
-            for message in scan:
-                report.examined += 1
-                entry = self._entry(message)
-                if not selection.matches(entry):
-                    continue
-                report.matched += 1
-                outcome = self._redrive_one(scan, message, entry, enqueuer, handled, dry_run)
-                report.outcomes.append(outcome)
-                progress.advance(note=outcome.result)
-                if limit is not None and report.matched >= limit:
-                    break
-        progress.close()
-        return report
+
+        def redrive_one(scan: QueueScan, message: ReceivedMessage, entry: DeadLetterEntry) -> Outcome:
+            return self._redrive_one(scan, message, entry, enqueuer, handled, dry_run)
+
+        return self._act(selection, redrive_one, dry_run=dry_run, limit=limit, progress=progress)
 
     def _redrive_one(
         self,
@@ -273,7 +150,7 @@ class DeliveryDeadLetters:
     ) -> Outcome:
         delivery_id = entry.delivery_id
         for _ in range(MAX_CLAIM_ROUNDS):
-            record = self._repository.get(delivery_id) if delivery_id is not None else None
+            record = self._repository.get(delivery_id) if delivery_id is not None and entry.kind.redrivable else None
             decision = decide_for_message(entry, record, self._clock().timestamp())
             if delivery_id in handled and decision.action in (Action.CLAIM, Action.RESEND):
                 # The sender dead-lettered it again while this run went on: left for the next run.
@@ -281,6 +158,8 @@ class DeliveryDeadLetters:
                 return Outcome(delivery_id, entry.message_id, "left_in_dlq", why)
             if dry_run:
                 return Outcome(delivery_id, entry.message_id, f"would_{decision.action.value}", decision.why)
+            if decision.action is Action.LEAVE:  # nothing a re-run could send: not a partial run
+                return Outcome(delivery_id, entry.message_id, "left_in_dlq", decision.why)
             if decision.action in (Action.SKIP_MISSING, Action.SKIP_BUSY, Action.SKIP_UNREADABLE):
                 return Outcome(delivery_id, entry.message_id, "skipped", decision.why)
             if decision.action is Action.DROP:
@@ -306,28 +185,6 @@ class DeliveryDeadLetters:
             result = "resumed" if decision.action is Action.RESEND else "redriven"
             return Outcome(delivery_id, entry.message_id, result, decision.why)
         return Outcome(delivery_id, entry.message_id, "skipped", "the record kept changing; run again")
-
-    def purge(
-        self, selection: DeadLetterFilter, *, limit: int | None, dry_run: bool, progress: Progress
-    ) -> RedriveReport:
-        """Delete the selected DLQ messages. Records stay dead-lettered: `recover` can still bring them back."""
-        report = RedriveReport(dry_run=dry_run)
-        with self._scan() as scan:
-            for message in scan:
-                report.examined += 1
-                entry = self._entry(message)
-                if not selection.matches(entry):
-                    continue
-                report.matched += 1
-                if not dry_run:
-                    scan.delete(message)
-                result = "would_delete" if dry_run else "deleted"
-                report.outcomes.append(Outcome(entry.delivery_id, entry.message_id, result, entry.reason))
-                progress.advance()
-                if limit is not None and report.matched >= limit:
-                    break
-        progress.close()
-        return report
 
 
 class Recovery:
@@ -365,24 +222,24 @@ class Recovery:
         dry_run: bool,
         progress: Progress,
     ) -> RedriveReport:
-        report = RedriveReport(dry_run=dry_run)
         enqueuer = Enqueuer(self._deliveries_queue, self._repository, pacer, self._clock, self._on_step)
+        return act_on_selected(
+            RedriveReport(dry_run=dry_run),
+            self._distinct(self._repository.dead_lettered(since, until)),
+            selection.matches_record,
+            lambda candidate: self._recover_one(candidate, enqueuer, dry_run),
+            limit=limit,
+            progress=progress,
+        )
+
+    @staticmethod
+    def _distinct(records: Iterable[DeliveryRecord]) -> Iterator[DeliveryRecord]:
+        """Each delivery once (the index may list one in both partitions)."""
         seen: set[str] = set()
-        for candidate in self._repository.dead_lettered(since, until):
-            if candidate.delivery_id in seen:
-                continue
-            seen.add(candidate.delivery_id)
-            report.examined += 1
-            if not selection.matches_record(candidate):
-                continue
-            report.matched += 1
-            outcome = self._recover_one(candidate, enqueuer, dry_run)
-            report.outcomes.append(outcome)
-            progress.advance(note=outcome.result)
-            if limit is not None and report.matched >= limit:
-                break
-        progress.close()
-        return report
+        for record in records:
+            if record.delivery_id not in seen:
+                seen.add(record.delivery_id)
+                yield record
 
     def _recover_one(self, candidate: DeliveryRecord, enqueuer: Enqueuer, dry_run: bool) -> Outcome:
         record: DeliveryRecord | None = candidate

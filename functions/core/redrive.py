@@ -163,8 +163,7 @@ def parse_delivery_dead_letter(
 ) -> DeadLetterEntry:
     """Read a deliveries-DLQ message. Never raises: an unreadable body yields an entry without a delivery id."""
     body = _json_object(body_text)
-    kind = _BODY_KINDS.get(body.get("kind"), MessageKind.MOVED) if isinstance(body.get("kind"), str) else None
-    kind = kind or MessageKind.MOVED
+    kind = _BODY_KINDS.get(str(body.get("kind")), MessageKind.MOVED)
     is_dead_letter = kind is MessageKind.DEAD_LETTER
     set_aside = not kind.redrivable
     raw_attempts = body.get("attempts") if is_dead_letter else None
@@ -254,34 +253,32 @@ class DeadLetterFilter:
             return False
         return not (self.until is not None and at >= self.until)
 
+    def _affiliate_and_reason_match(self, affiliate_id: str | None, reason: str | None) -> bool:
+        if self.affiliate_ids and affiliate_id not in self.affiliate_ids:
+            return False
+        return not (self.reasons and reason not in self.reasons)
+
+    def _delivery_fields_match(self, postback_id: str | None, status_code: int | None) -> bool:
+        if self.postback_ids and postback_id not in self.postback_ids:
+            return False
+        return not (self.status_codes and status_code not in self.status_codes)
+
     def matches(self, entry: DeadLetterEntry) -> bool:
-        if self.affiliate_ids and entry.affiliate_id not in self.affiliate_ids:
-            return False
-        if self.postback_ids and entry.postback_id not in self.postback_ids:
-            return False
-        if self.reasons and entry.reason not in self.reasons:
-            return False
-        if self.status_codes and entry.last_status_code not in self.status_codes:
-            return False
-        return self._time_matches(entry.at)
+        return (
+            self._affiliate_and_reason_match(entry.affiliate_id, entry.reason)
+            and self._delivery_fields_match(entry.postback_id, entry.last_status_code)
+            and self._time_matches(entry.at)
+        )
 
     def matches_conversion(self, entry: ConversionDeadLetterEntry) -> bool:
         """Evaluator DLQ: affiliate, reason and time apply (a record has no postback or status code)."""
-        if self.affiliate_ids and entry.affiliate_id not in self.affiliate_ids:
-            return False
-        if self.reasons and entry.reason not in self.reasons:
-            return False
-        return self._time_matches(entry.at)
+        return self._affiliate_and_reason_match(entry.affiliate_id, entry.reason) and self._time_matches(entry.at)
 
     def matches_record(self, record: DeliveryRecord) -> bool:
         """Deliveries table (recover): affiliate, postback, reason, status code; time is the index range."""
-        if self.affiliate_ids and record.affiliate_id not in self.affiliate_ids:
-            return False
-        if self.postback_ids and record.postback_id not in self.postback_ids:
-            return False
-        if self.reasons and record.reason not in self.reasons:
-            return False
-        return not (self.status_codes and record.last_status_code not in self.status_codes)
+        return self._affiliate_and_reason_match(record.affiliate_id, record.reason) and self._delivery_fields_match(
+            record.postback_id, record.last_status_code
+        )
 
 
 @dataclass(frozen=True)
@@ -325,6 +322,7 @@ class Action(StrEnum):
     SKIP_MISSING = "skip_record_missing"  # no delivery record (expired or never written): leave it
     SKIP_BUSY = "skip_busy"  # a sender holds a live lease on it, or a redrive is in progress: leave it
     SKIP_UNREADABLE = "skip_unreadable"  # the message names no delivery: leave it
+    LEAVE = "leave_in_dlq"  # the sender set the message aside (malformed, unknown delivery): nothing to send
 
 
 @dataclass(frozen=True)
@@ -335,6 +333,9 @@ class Decision:
 
 def decide_for_message(entry: DeadLetterEntry, record: DeliveryRecord | None, now_epoch: float) -> Decision:
     """What a redrive does with one deliveries-DLQ message, given the record as read just now."""
+    if not entry.kind.redrivable:
+        what = "body names no delivery" if entry.kind is MessageKind.MALFORMED_MESSAGE else "no record of its delivery"
+        return Decision(Action.LEAVE, f"set aside by the sender ({what}); not redrivable: purge it")
     if entry.delivery_id is None:
         return Decision(Action.SKIP_UNREADABLE, "the message names no delivery")
     if record is None:

@@ -20,6 +20,12 @@ from functions.cli.deliveries import DeliveryDeadLetters, Recovery, StepHook
 from functions.core.messages import dead_letter_attributes, dead_letter_message, evaluator_dead_letter_message
 from functions.core.model import DeliveryState, delivery_id_for, format_timestamp, utc_now
 from functions.core.redrive import DEAD_PARTITION
+from functions.sender.service import (
+    REASON_MALFORMED_MESSAGE,
+    REASON_UNKNOWN_DELIVERY,
+    IncomingMessage,
+    malformed_message_dead_letter,
+)
 from functions.settings import Settings, load_settings
 from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel
 from functions.storage.queues import Queue
@@ -135,6 +141,17 @@ class CliStack:
             )
         return item
 
+    def set_aside(self, original_body: str, *, unknown_delivery: str | None = None) -> None:
+        """A deliveries-queue message the sender put in the DLQ as it is: `malformed_message`, or with
+        `unknown_delivery` (the delivery id it named) an `unknown_delivery` one."""
+        original = IncomingMessage(message_id="original-1", receipt_handle="handle-1", body=original_body)
+        body = malformed_message_dead_letter(original, format_timestamp(utc_now() - timedelta(minutes=5)))
+        reason = REASON_MALFORMED_MESSAGE
+        if unknown_delivery is not None:  # as DeliverySender._dead_letter_unknown writes it
+            reason = REASON_UNKNOWN_DELIVERY
+            body |= {"kind": REASON_UNKNOWN_DELIVERY, "reason": reason, "delivery_id": unknown_delivery}
+        Queue(self.dlq_url, self.sqs).send(body, attributes={"reason": reason, "status_code": ""})
+
     def evaluator_dead_letter(self, record: dict[str, Any], reason: str = "transient: throttled") -> None:
         Queue(self.evaluator_dlq_url, self.sqs).send(
             evaluator_dead_letter_message(
@@ -164,6 +181,10 @@ class CliStack:
 
     def dlq_ids(self) -> list[str]:
         return sorted(body["delivery_id"] for body in self.drain(self.dlq_url))
+
+    def dlq_kinds(self) -> list[str]:
+        """The `kind` of each DLQ body (`-` for a message the queue moved), sorted; drains the DLQ."""
+        return sorted(str(body.get("kind", "-")) for body in self.drain(self.dlq_url))
 
     def record(self, delivery_id: str) -> DeliveryModel:
         return DeliveryModel.get(delivery_id, consistent_read=True)

@@ -101,6 +101,43 @@ def test_unreadable_body_yields_an_entry_without_a_delivery() -> None:
     assert decide_for_message(entry, None, NOW.timestamp()).action is Action.SKIP_UNREADABLE
 
 
+def set_aside_entry(kind: str, delivery_id: str | None = None):  # type: ignore[no-untyped-def]
+    """A message the sender put in the DLQ as it came (functions.sender.service)."""
+    body: dict[str, object] = {
+        "v": 1,
+        "kind": kind,
+        "reason": kind,
+        "message_id": "orig-1",
+        "body": '{"v": 1, "oops": true}',
+        "dead_lettered_at": "2026-11-24T11:00:00.000000Z",
+    }
+    if delivery_id is not None:
+        body["delivery_id"] = delivery_id
+    return parse_delivery_dead_letter("m-7", json.dumps(body), {}, {"reason": kind, "status_code": ""})
+
+
+def test_malformed_message_keeps_its_kind_reason_and_original_body() -> None:
+    entry = set_aside_entry("malformed_message")
+    assert (entry.kind, entry.reason, entry.delivery_id) == (MessageKind.MALFORMED_MESSAGE, "malformed_message", None)
+    assert (entry.original_message_id, entry.original_body) == ("orig-1", '{"v": 1, "oops": true}')
+    assert entry.last_status_code is None and entry.attempts == ()
+    assert entry.at == datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+    assert not entry.kind.redrivable
+
+
+def test_unknown_delivery_message_names_its_delivery_and_kind() -> None:
+    entry = set_aside_entry("unknown_delivery", delivery_id="dl_1")
+    assert (entry.kind, entry.reason, entry.delivery_id) == (MessageKind.UNKNOWN_DELIVERY, "unknown_delivery", "dl_1")
+    assert entry.original_body == '{"v": 1, "oops": true}'
+
+
+@pytest.mark.parametrize("kind", ["malformed_message", "unknown_delivery"])
+def test_messages_the_sender_set_aside_are_left_in_the_dlq_whatever_the_record(kind: str) -> None:
+    entry = set_aside_entry(kind, delivery_id="dl_1" if kind == "unknown_delivery" else None)
+    for found in (None, record(), record(state="in_flight", dead_letter_partition=None)):
+        assert decide_for_message(entry, found, NOW.timestamp()).action is Action.LEAVE
+
+
 def test_filter_ands_across_fields_and_ors_within_one() -> None:
     entry = dead_letter_entry()
     assert DeadLetterFilter(affiliate_ids=frozenset({"aff-1", "aff-2"}), status_codes=frozenset({404})).matches(entry)

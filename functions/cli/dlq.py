@@ -1,0 +1,258 @@
+"""What both dead-letter queues share: reading one (`stats`, `list`, `show`), purging it, and the
+report of a run that acts on selected items (redrive, replay, purge, recover).
+
+A queue is read through a `QueueScan` (messages held, then released untouched); a subclass says
+how to parse a message into an entry, which entries a filter selects, and how to describe one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, Unpack
+
+from functions.cli.output import Progress
+from functions.cli.scanning import DEFAULT_MAX_MESSAGES, QueueScan
+from functions.core.model import utc_now
+from functions.core.redrive import DeadLetterFilter
+from functions.storage.queues import Queue, ReceivedMessage
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item_id: str | None  # the delivery id (the conversion id for the evaluator DLQ)
+    message_id: str | None
+    # redriven | resumed | dropped | skipped | failed | left_in_dlq | replayed | deleted | would_<action>
+    result: str
+    why: str
+
+
+@dataclass
+class RedriveReport:
+    dry_run: bool
+    examined: int = 0
+    matched: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(outcome.result for outcome in self.outcomes))
+
+    @property
+    def incomplete(self) -> bool:
+        """Some selected deliveries were neither brought back nor found already handled."""
+        return any(outcome.result in ("failed", "skipped") for outcome in self.outcomes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "examined": self.examined,
+            "matched": self.matched,
+            "counts": self.counts(),
+            "outcomes": [outcome.__dict__ for outcome in self.outcomes],
+        }
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    visible: int
+    in_flight: int
+    scanned: int
+    oldest_sent_at: datetime | None
+    oldest_age_seconds: float | None
+    groups: dict[str, dict[str, int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "approximate_depth": self.visible + self.in_flight,
+            "visible": self.visible,
+            "in_flight": self.in_flight,
+            "scanned": self.scanned,
+            "oldest_sent_at": self.oldest_sent_at.isoformat() if self.oldest_sent_at else None,
+            "oldest_age_seconds": self.oldest_age_seconds,
+            "groups": self.groups,
+        }
+
+
+T = TypeVar("T")
+
+
+def act_on_selected(
+    report: RedriveReport,
+    candidates: Iterable[T],
+    selected: Callable[[T], bool],
+    act: Callable[[T], Outcome],
+    *,
+    limit: int | None,
+    progress: Progress,
+) -> RedriveReport:
+    """Count every candidate, act on the selected ones (at most `limit`), record each outcome."""
+    for candidate in candidates:
+        report.examined += 1
+        if not selected(candidate):
+            continue
+        report.matched += 1
+        outcome = act(candidate)
+        report.outcomes.append(outcome)
+        progress.advance(note=outcome.result)
+        if limit is not None and report.matched >= limit:
+            break
+    progress.close()
+    return report
+
+
+class Entry(Protocol):
+    """What every DLQ entry tells."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def sent_at(self) -> datetime | None: ...
+
+
+E = TypeVar("E", bound=Entry)
+
+
+class ScanOptions(TypedDict, total=False):
+    """How a DLQ is read: the clock ages are measured by, and the `QueueScan` settings."""
+
+    clock: Callable[[], datetime]
+    hold_seconds: int
+    max_messages: int
+    wait_seconds: int
+
+
+class DeadLetterQueue(ABC, Generic[E]):
+    """One DLQ read without consuming it; E is what a message of it parses into."""
+
+    # The breakdowns of `stats`, in order; `_group_values` gives an entry's value in each.
+    GROUPS: ClassVar[tuple[str, ...]]
+
+    def __init__(self, dlq: Queue, **options: Unpack[ScanOptions]) -> None:
+        self._dlq = dlq
+        self._clock = options.get("clock", utc_now)
+        self._hold_seconds = options.get("hold_seconds", 300)
+        self._max_messages = options.get("max_messages", DEFAULT_MAX_MESSAGES)
+        self._wait_seconds = options.get("wait_seconds", 1)
+
+    @abstractmethod
+    def _entry(self, message: ReceivedMessage) -> E:
+        """Parse a message; never raises."""
+
+    @abstractmethod
+    def _selects(self, selection: DeadLetterFilter, entry: E) -> bool: ...
+
+    @abstractmethod
+    def _item_id(self, entry: E) -> str | None:
+        """The id an outcome names (delivery id, conversion id)."""
+
+    @abstractmethod
+    def _identifiers(self, entry: E) -> tuple[str | None, ...]:
+        """The ids `show` finds the entry by, the message id first."""
+
+    @abstractmethod
+    def _group_values(self, entry: E) -> tuple[str, ...]:
+        """The entry's value in each of `GROUPS`."""
+
+    @property
+    def queue_name(self) -> str:
+        return self._dlq.name
+
+    def _scan(self) -> QueueScan:
+        return QueueScan(
+            self._dlq, hold_seconds=self._hold_seconds, max_messages=self._max_messages, wait_seconds=self._wait_seconds
+        )
+
+    def _messages(self, scan: QueueScan) -> Iterator[tuple[ReceivedMessage, E]]:
+        for message in scan:
+            yield message, self._entry(message)
+
+    def stats(self, progress: Progress) -> QueueStats:
+        depth = self._dlq.depth()
+        groups: dict[str, Counter[str]] = {name: Counter() for name in self.GROUPS}
+        oldest: datetime | None = None
+        with self._scan() as scan:
+            for _, entry in self._messages(scan):
+                for name, value in zip(self.GROUPS, self._group_values(entry), strict=True):
+                    groups[name][value] += 1
+                if entry.sent_at is not None and (oldest is None or entry.sent_at < oldest):
+                    oldest = entry.sent_at
+                progress.advance()
+            scanned = scan.seen
+        progress.close()
+        return QueueStats(
+            queue=self._dlq.name,
+            visible=depth["visible"],
+            in_flight=depth["in_flight"],
+            scanned=scanned,
+            oldest_sent_at=oldest,
+            oldest_age_seconds=(self._clock() - oldest).total_seconds() if oldest is not None else None,
+            groups={name: dict(counter.most_common()) for name, counter in groups.items()},
+        )
+
+    def entries(self, selection: DeadLetterFilter, limit: int | None, progress: Progress) -> list[E]:
+        found: list[E] = []
+        with self._scan() as scan:
+            for _, entry in self._messages(scan):
+                progress.advance()
+                if self._selects(selection, entry):
+                    found.append(entry)
+                    if limit is not None and len(found) >= limit:
+                        break
+        progress.close()
+        return found
+
+    def find(self, identifier: str) -> E | None:
+        """The message with this message id, or the oldest whose other ids include it."""
+        matches: list[E] = []
+        with self._scan() as scan:
+            for _, entry in self._messages(scan):
+                if identifier in self._identifiers(entry):
+                    matches.append(entry)
+                    if entry.message_id == identifier:
+                        break
+        if not matches:
+            return None
+        return min(matches, key=lambda e: e.sent_at.timestamp() if e.sent_at else 0.0)
+
+    def _act(
+        self,
+        selection: DeadLetterFilter,
+        act: Callable[[QueueScan, ReceivedMessage, E], Outcome],
+        *,
+        dry_run: bool,
+        limit: int | None,
+        progress: Progress,
+    ) -> RedriveReport:
+        """Act on each selected message of one scan; what is not deleted is released when it ends."""
+        with self._scan() as scan:
+            return act_on_selected(
+                RedriveReport(dry_run=dry_run),
+                self._messages(scan),
+                lambda pair: self._selects(selection, pair[1]),
+                lambda pair: act(scan, *pair),
+                limit=limit,
+                progress=progress,
+            )
+
+    def purge(
+        self, selection: DeadLetterFilter, *, limit: int | None, dry_run: bool, progress: Progress
+    ) -> RedriveReport:
+        """Delete the selected DLQ messages (deliveries: records stay dead-lettered, `recover` still finds them)."""
+
+        def delete(scan: QueueScan, message: ReceivedMessage, entry: E) -> Outcome:
+            if not dry_run:
+                scan.delete(message)
+            return Outcome(
+                self._item_id(entry), entry.message_id, "would_delete" if dry_run else "deleted", entry.reason
+            )
+
+        return self._act(selection, delete, dry_run=dry_run, limit=limit, progress=progress)

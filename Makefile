@@ -8,7 +8,7 @@ STAGE ?= dev
 
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test unit lint typecheck run demo package deploy bench clean
+.PHONY: install test unit lint typecheck run demo package cfn-lint deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +27,44 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check functions app.py tests local bench infrastructure
 	$(BIN)/ruff format --check functions app.py
-	$(BIN)/mypy functions
+	$(BIN)/mypy functions app.py
 
 ## make run: the whole system locally on a moto server (contract §8). Ctrl-C stops it.
 run: $(STAMP)
 	POSTBACKS_ALLOW_PRIVATE_TARGETS=$${POSTBACKS_ALLOW_PRIVATE_TARGETS-1} $(BIN)/python -m local.stack
+
+## make demo: with `make run` going in another terminal, walks through a postback firing.
+demo: $(STAMP)
+	$(BIN)/python -m local.demo
+
+## make package STAGE=dev: dist/deployment.zip + dist/sam.json (chalice package + merge template), cfn-lint.
+package: $(STAMP)
+	$(BIN)/python -m infrastructure.package --stage $(STAGE) --output dist
+
+## make cfn-lint: lint the template `make package` generated (the merge template alone is not a stack).
+cfn-lint: $(STAMP)
+	@test -f dist/sam.json || { echo "cfn-lint: run make package first"; exit 2; }
+	$(BIN)/cfn-lint dist/sam.json
+
+## make deploy STAGE=prod DEPLOY_BUCKET=... [CONVERSIONS_STREAM_ARN=...]: see docs/deploy.md.
+DEPLOY_BUCKET ?=
+CONVERSIONS_STREAM_ARN ?=
+JWT_SECRET_ID ?= postbacks/$(STAGE)/jwt-secret
+ON_CALL_EMAIL ?=
+deploy: package
+	@test -n "$(DEPLOY_BUCKET)" || { echo "deploy: set DEPLOY_BUCKET (an S3 bucket for the code)"; exit 2; }
+	@command -v aws >/dev/null || { echo "deploy: the AWS CLI v2 is required"; exit 2; }
+	aws cloudformation package --template-file dist/sam.json --s3-bucket $(DEPLOY_BUCKET) \
+		--s3-prefix postbacks/$(STAGE) --output-template-file dist/packaged.json
+	aws cloudformation deploy --template-file dist/packaged.json --stack-name postbacks-$(STAGE) \
+		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+		--parameter-overrides Stage=$(STAGE) ConversionsStreamArn=$(CONVERSIONS_STREAM_ARN) \
+		OnCallEmail=$(ON_CALL_EMAIL) \
+		JwtSecret="$$(aws secretsmanager get-secret-value --secret-id $(JWT_SECRET_ID) --query SecretString --output text)"
+
+## make bench: the benchmarks (bench/), one table; JSON in bench/results/. See docs/performance.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) vendor dist .pytest_cache .mypy_cache .ruff_cache

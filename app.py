@@ -1,6 +1,7 @@
 """Chalice application: the composition of the blueprints, no logic.
 
-- `functions.api.routes.api`: the HTTP API (API Gateway + the JWT authorizer).
+- `functions.api.blueprint.api`: the HTTP API (API Gateway + the JWT authorizer), with the routes
+  of `functions.api.routes` and `functions.api.delivery_routes`.
 - `functions.evaluator.handler.evaluator`: `on_conversion_change`, the conversions stream.
 - `functions.sender.handler.sender`: `on_delivery_message`, the deliveries queue.
 
@@ -11,8 +12,9 @@ Event handlers live on their blueprints, so their Lambdas import only their own 
 
 from chalice.app import Chalice
 
-import functions.api.delivery_routes  # noqa: F401  (registers its routes on `api`)
-from functions.api.routes import api
+import functions.api.delivery_routes
+import functions.api.routes  # noqa: F401  (these two modules register their routes on `api`)
+from functions.api.blueprint import api
 from functions.evaluator.handler import evaluator
 from functions.sender.handler import sender
 

@@ -260,10 +260,6 @@ class ConversionEvaluator:
         )
 
 
-SQS_CONNECT_TIMEOUT_SECONDS = 3.0
-SQS_READ_TIMEOUT_SECONDS = 10.0
-
-
 def build_evaluator(
     settings: Settings,
     *,
@@ -275,20 +271,10 @@ def build_evaluator(
     from functions.storage.deliveries import DeliveryRepository
     from functions.storage.postbacks import PostbackRepository
     from functions.storage.queues import Queue
+    from functions.storage.queues import sqs_client as new_sqs_client
 
     if sqs_client is None:
-        import boto3
-        from botocore.config import Config
-
-        sqs_client = boto3.client(
-            "sqs",
-            region_name=settings.region,
-            config=Config(
-                connect_timeout=SQS_CONNECT_TIMEOUT_SECONDS,
-                read_timeout=SQS_READ_TIMEOUT_SECONDS,
-                retries={"mode": "standard", "max_attempts": 3},
-            ),
-        )
+        sqs_client = new_sqs_client(settings.region)
     cache = (
         RulesCache(settings.rules_cache_seconds)
         if rules_clock is None

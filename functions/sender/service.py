@@ -76,6 +76,7 @@ from functions.storage.models import DeliveryModel, PostbackModel
 from functions.storage.postback_health import PostbackHealthError, PostbackHealthRepository
 from functions.storage.postbacks import PostbackRepository
 from functions.storage.queues import Queue
+from functions.storage.queues import sqs_client as new_sqs_client
 
 logger = logging.getLogger(__name__)
 
@@ -619,10 +620,9 @@ class PostbackTestFire:
 def build_delivery_sender(settings: Settings, *, sqs_client: Any | None = None) -> DeliverySender:
     """The sender of this container: repositories, queues and the pinned HTTP client from `settings`."""
     if sqs_client is None:
-        import boto3
-
-        # Created here, on one thread: the batch's worker threads share it (boto3 clients are thread-safe).
-        sqs_client = boto3.client("sqs", region_name=settings.region)
+        # Created here, on one thread: the batch's worker threads share it (boto3 clients are thread-safe),
+        # with a connection per worker so none waits for the pool.
+        sqs_client = new_sqs_client(settings.region, max_pool_connections=settings.sender_max_concurrency)
     return DeliverySender(
         deliveries=DeliveryAttemptRepository(DeliveryModel, ttl_days=settings.delivery_ttl_days),
         postbacks=PostbackRepository(PostbackModel),

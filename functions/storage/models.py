@@ -41,6 +41,10 @@ from functions import settings
 POSTBACK_LISTING_PARTITION = "postbacks"
 DEAD_LETTER_PARTITION = "dead"
 QUOTA_PREFIX = "quota#"
+# Every DynamoDB call is bounded; the pool lets the sender's concurrent workers share one client.
+CONNECT_TIMEOUT_SECONDS = 3
+READ_TIMEOUT_SECONDS = 10
+MAX_POOL_CONNECTIONS = 50
 
 
 class PostbacksByAffiliate(GlobalSecondaryIndex["PostbackModel"]):
@@ -65,6 +69,9 @@ class PostbackModel(Model):
     class Meta:
         table_name = settings.POSTBACKS_TABLE
         region = settings.REGION
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_pool_connections = MAX_POOL_CONNECTIONS
 
     postback_id = UnicodeAttribute(hash_key=True)
     affiliate_id = UnicodeAttribute(null=True)
@@ -130,6 +137,9 @@ class DeliveryModel(Model):
     class Meta:
         table_name = settings.DELIVERIES_TABLE
         region = settings.REGION
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_pool_connections = MAX_POOL_CONNECTIONS
 
     delivery_id = UnicodeAttribute(hash_key=True)
     postback_id = UnicodeAttribute()

@@ -51,6 +51,23 @@ def _sqs_attributes(attributes: dict[str, str] | None) -> dict[str, Any]:
     }
 
 
+def sqs_client(region: str | None = None, max_pool_connections: int = 10) -> Any:
+    """An SQS client with bounded timeouts and standard retries, safe to share between threads."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sqs",
+        region_name=region,
+        config=Config(
+            connect_timeout=3,
+            read_timeout=10,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=max_pool_connections,
+        ),
+    )
+
+
 class Queue:
     def __init__(self, name_or_url: str, client: Any | None = None, send_retries: int = 3) -> None:
         self._name_or_url = name_or_url
@@ -61,13 +78,7 @@ class Queue:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "sqs",
-                config=Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}),
-            )
+            self._client = sqs_client()
         return self._client
 
     @property

@@ -1,0 +1,94 @@
+"""`python -m bench.run` (`make bench`): run every benchmark, print one table, write JSON.
+
+Results go to `bench/results/latest.json` and a timestamped copy. `--quick` (the default) keeps
+the whole run within a few minutes on a shared 2-core machine; `--full` runs more records and
+more repetitions. `--only NAME` runs a subset. The exit status is non-zero when a benchmark could
+not run (its row says why); a missed target is a finding, reported in the table, not an error.
+"""
+
+from __future__ import annotations
+
+from bench import environment
+
+environment.prepare()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from bench.report import BenchmarkResult, Row, format_table, to_document, write_results  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCHMARKS = ("evaluator_requests", "throughput", "sender_concurrency", "cold_start", "cost")
+
+
+def _runner(name: str) -> Callable[[bool], BenchmarkResult]:
+    if name == "evaluator_requests":
+        from bench import evaluator_requests
+
+        return evaluator_requests.run
+    if name == "throughput":
+        from bench import throughput
+
+        return throughput.run
+    if name == "sender_concurrency":
+        from bench import sender_concurrency
+
+        return sender_concurrency.run
+    if name == "cold_start":
+        from bench import cold_start
+
+        return cold_start.run
+    raise ValueError(f"unknown benchmark {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="quick", action="store_true", default=True, help="bounded run (default)")
+    mode.add_argument("--full", dest="quick", action="store_false", help="more records and repetitions")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only these (repeatable)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON results")
+    args = parser.parse_args(argv)
+    selected = args.only or list(BENCHMARKS)
+    started_at = datetime.now(UTC)
+    results: dict[str, BenchmarkResult] = {}
+    failed = False
+    for name in BENCHMARKS:
+        if name not in selected:
+            continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            if name == "cost":
+                from bench import cost_model
+
+                if "evaluator_requests" not in results or "sender_concurrency" not in results:
+                    raise RuntimeError("the cost model needs evaluator_requests and sender_concurrency in the same run")
+                result = cost_model.run(results["evaluator_requests"], results["sender_concurrency"])
+            else:
+                result = _runner(name)(args.quick)
+        except Exception as exc:
+            traceback.print_exc()
+            failed = True
+            result = BenchmarkResult(name, [Row(name, "benchmark", None, "", error=f"{type(exc).__name__}: {exc}")])
+        result.seconds = time.perf_counter() - started
+        print(f"  {name}: {result.seconds:.1f} s", file=sys.stderr, flush=True)
+        results[name] = result
+    ordered = list(results.values())
+    print(format_table([row for result in ordered for row in result.rows]))
+    if "cost" in results and "table" in results["cost"].details:
+        print("\ncost per million conversions:")
+        print(results["cost"].details["table"])
+    document = to_document(ordered, started_at, {"quick": args.quick, "only": selected})
+    latest, stamped = write_results(document, args.results, started_at)
+    print(f"\nwritten: {latest} and {stamped}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

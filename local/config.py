@@ -1,0 +1,84 @@
+"""Settings of the local stack itself (ports, poller pacing), read from the environment in one place.
+
+The system's own settings stay in `functions.settings`; these only shape how `python -m local.stack`
+runs on a developer's machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+
+# Defaults `make run` relies on; each applies only where the variable is unset.
+ENVIRONMENT_DEFAULTS: Mapping[str, str] = {
+    "POSTBACKS_STAGE": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+
+
+class LocalConfigError(ValueError):
+    """A local-stack variable has a value the stack cannot run with."""
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = (environ.get(name) or "").strip() or str(default)
+    if not raw.isdigit() or not 0 <= int(raw) < 65536:
+        raise LocalConfigError(f"{name} must be a TCP port, got {raw!r}")
+    return int(raw)
+
+
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = (environ.get(name) or "").strip() or str(default)
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise LocalConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise LocalConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    moto_port: int = 5000
+    api_port: int = 8000
+    host: str = HOST
+    stream_poll_seconds: float = 0.1
+    queue_wait_seconds: int = 1
+    queue_pollers: int = 4
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> LocalConfig:
+        env = os.environ if environ is None else environ
+        pollers = int(_positive_float(env, "LOCAL_QUEUE_POLLERS", 4))
+        return cls(
+            moto_port=_port(env, "MOTO_PORT", 5000),
+            api_port=_port(env, "API_PORT", 8000),
+            stream_poll_seconds=_positive_float(env, "LOCAL_STREAM_POLL_SECONDS", 0.1),
+            queue_wait_seconds=int(_positive_float(env, "LOCAL_QUEUE_WAIT_SECONDS", 1)),
+            queue_pollers=max(1, pollers),
+        )
+
+
+def apply_environment_defaults(environ: os._Environ[str] | dict[str, str], moto_url: str) -> None:
+    """Fill in the stack's defaults where unset, and point every AWS client of this process at moto."""
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        if not (environ.get(name) or "").strip():
+            environ[name] = value
+    environ["AWS_ENDPOINT_URL"] = moto_url

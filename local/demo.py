@@ -1,0 +1,149 @@
+"""`make demo`: with `make run` going in another terminal, watch a postback fire end to end.
+
+1. Start a tracker stand-in on a free loopback port.
+2. Create a postback for a new affiliate through the API (admin token), with placeholders.
+3. Write a conversion (status `pending`) to the conversions table, as the conversion service does.
+4. Show the GET the tracker receives, placeholders filled.
+5. Approve the conversion; show the second GET.
+6. Print the postback's delivery log from the API.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import boto3
+import requests
+
+from functions.settings import load_settings
+from local.config import LocalConfig, LocalConfigError
+from local.receiver import Receiver
+from local.tokens import admin_token
+
+HTTP_TIMEOUT = (3.0, 10.0)
+GET_TIMEOUT_SECONDS = 15.0
+
+
+class DemoError(RuntimeError):
+    """A step of the demo did not do what it should."""
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _api(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> Any:
+    response = requests.request(
+        method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT
+    )
+    if response.status_code >= 400:
+        raise DemoError(f"{method} {url} -> {response.status_code}: {response.text}")
+    return response.json() if response.content else None
+
+
+def _wait_for_get(receiver: Receiver, count: int) -> None:
+    started = time.monotonic()
+    try:
+        hits = receiver.wait_for(count, timeout=GET_TIMEOUT_SECONDS)
+    except TimeoutError as exc:
+        raise DemoError(f"no GET reached the tracker: {exc} (is `make run` running with the same ports?)") from exc
+    hit = hits[count - 1]
+    _say(f"   <- the tracker received, {time.monotonic() - started:.2f} s later:")
+    _say(f"      GET {hit.path}")
+    _say(f"      User-Agent: {hit.headers.get('User-Agent', '')}")
+    for name, value in hit.query.items():
+        _say(f"        {name:>10} = {value}")
+
+
+def run(config: LocalConfig) -> None:
+    settings = load_settings()
+    affiliate = f"aff-demo-{int(time.time())}"  # a new affiliate per run: earlier runs' postbacks stay quiet
+    token = admin_token(settings)
+    api = config.api_url
+    try:
+        requests.get(f"{api}/health", timeout=HTTP_TIMEOUT).raise_for_status()
+    except requests.RequestException as exc:
+        raise DemoError(f"the API at {api} does not answer; start the stack with `make run` first ({exc})") from exc
+    conversions = boto3.client(
+        "dynamodb",
+        endpoint_url=config.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    with Receiver() as receiver:
+        _say(f"1. A tracker stand-in listens on {receiver.base_url}")
+        url = receiver.url(
+            "/postback?click={affS1}&status={conversionStatus}&was={previousStatus}"
+            "&payout={payout}&currency={currency}&delivery={deliveryId}"
+        )
+        postback = _api(
+            "POST",
+            f"{api}/postbacks",
+            token,
+            {
+                "affiliate_id": affiliate,
+                "scope": "global",
+                "conversion_types": ["sale"],
+                "conversion_statuses": ["pending", "approved"],
+                "url": url,
+            },
+        )
+        _say(f"2. Created postback {postback['id']} for {affiliate}: every offer, type sale,")
+        _say("   statuses pending and approved, URL:")
+        _say(f"   {postback['url']}")
+
+        conversion_id = f"conv-{int(time.time())}"
+        item = {
+            "conversion_id": {"S": conversion_id},
+            "affiliate_id": {"S": affiliate},
+            "offer_id": {"S": "offer-7"},
+            "conversion_type": {"S": "sale"},
+            "status": {"S": "pending"},
+            "aff_s1": {"S": "click-abc 123"},
+            "payout": {"N": "12.5"},
+            "currency": {"S": "EUR"},
+            "created_at": {"S": "2026-11-24T10:00:00Z"},
+        }
+        conversions.put_item(TableName=settings.conversions_table, Item=item)
+        _say(f"3. The conversion service wrote {conversion_id} (offer-7, sale, payout 12.5 EUR, status pending)")
+        _wait_for_get(receiver, 1)
+
+        conversions.update_item(
+            TableName=settings.conversions_table,
+            Key={"conversion_id": {"S": conversion_id}},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": "approved"}},
+        )
+        _say(f"4. The conversion service approved {conversion_id}")
+        _wait_for_get(receiver, 2)
+
+        log = _api("GET", f"{api}/postbacks/{postback['id']}/deliveries", token)
+        _say(f"5. The delivery log of {postback['id']} (GET /postbacks/{{id}}/deliveries), newest first:")
+        for delivery in log["items"]:
+            attempts = ", ".join(
+                f"#{n} {a.get('status_code')} in {a.get('duration_ms')} ms"
+                for n, a in enumerate(delivery.get("attempts", []), 1)
+            )
+            _say(f"   {delivery['id']}  {delivery['status']:<9} {delivery['state']:<10} attempts: {attempts}")
+        _say()
+        _say("The full log entry of the first delivery:")
+        _say(json.dumps(log["items"][-1], indent=2))
+
+
+def main() -> int:
+    try:
+        run(LocalConfig.from_environ())
+    except (DemoError, LocalConfigError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""`python -m local.stack` starts, says ready, refuses busy ports and stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.harness import free_port, stack_environment, start_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_stack_prints_a_token_and_ready_then_exits_zero_on_ctrl_c(tmp_path: Path) -> None:
+    moto_port, api_port = free_port(), free_port()
+    process = start_stack(stack_environment(moto_port, api_port), tmp_path / "stack.log")
+    try:
+        process.wait_for_line("ready", 90)
+        assert any(line.startswith("Admin token") for line in process.lines)
+        assert requests.get(f"http://127.0.0.1:{api_port}/health", timeout=5).json() == {"status": "ok"}
+        log = (tmp_path / "stack.log").read_text()
+        assert "private targets are allowed" in log
+    finally:
+        code = process.stop(signal.SIGINT)
+    assert code == 0
+    for port in (api_port, moto_port):  # nothing listens any more
+        with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", port))
+
+
+def test_stack_refuses_to_start_on_a_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = start_stack(stack_environment(port, free_port()), tmp_path / "stack.log")
+        code = process.process.wait(60)
+    assert code != 0
+    assert "already in use" in (tmp_path / "stack.log").read_text()

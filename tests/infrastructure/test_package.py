@@ -1,0 +1,205 @@
+"""`make package` output: the SAM template lints clean and carries our settings; the zip carries the
+code and nothing that belongs to tests or the Lambda runtime; each function's IAM is least privilege."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+pytestmark = pytest.mark.infrastructure
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTH_ATTRIBUTES = {"postback_id", "last_success_at", "consecutive_failures", "last_failure_reason", "last_failure_at"}
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    output = tmp_path_factory.mktemp("package") / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "infrastructure.package", "--stage", "dev", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield output
+
+
+@pytest.fixture(scope="module")
+def sam(package: Path) -> dict[str, Any]:
+    template: dict[str, Any] = json.loads((package / "sam.json").read_text())
+    return template
+
+
+@pytest.fixture(scope="module")
+def zip_names(package: Path) -> list[str]:
+    with zipfile.ZipFile(package / "deployment.zip") as archive:
+        return archive.namelist()
+
+
+def _tops(names: list[str]) -> set[str]:
+    return {name.split("/", 1)[0] for name in names}
+
+
+def _statements(sam: dict[str, Any], policy_id: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = sam["Resources"][policy_id]["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    found: set[str] = set()
+    for statement in statements:
+        actions = statement["Action"]
+        found.update([actions] if isinstance(actions, str) else actions)
+    return found
+
+
+def _resource_ids(statement: dict[str, Any]) -> str:
+    return json.dumps(statement["Resource"])
+
+
+def test_generated_template_passes_cfn_lint(package: Path) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), str(package / "sam.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zip_contains_the_functions_package_and_app(zip_names: list[str]) -> None:
+    assert "app.py" in zip_names
+    for module in ("functions/settings.py", "functions/evaluator/handler.py", "functions/sender/handler.py"):
+        assert module in zip_names
+    assert any(name.startswith("functions/") and name.endswith(".cpython-311.pyc") for name in zip_names) or (
+        sys.version_info[:2] != (3, 11)
+    )
+
+
+def test_zip_holds_no_test_only_packages_and_not_the_aws_sdk(zip_names: list[str]) -> None:
+    tops = {top.split("-", 1)[0].removesuffix(".py").lower() for top in _tops(zip_names)}
+    assert not tops & {"tests", "pytest", "_pytest", "moto", "hypothesis", "mypy", "ruff", "cfnlint"}
+    assert not tops & {"boto3", "botocore", "s3transfer", "jmespath"}
+    assert {"pynamodb", "requests", "jwt", "pydantic", "chalice"} <= tops
+
+
+def test_handler_strings_point_into_the_zip(sam: dict[str, Any], zip_names: list[str]) -> None:
+    handlers = {
+        logical_id: resource["Properties"]["Handler"]
+        for logical_id, resource in sam["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert handlers["OnConversionChange"] == "functions.evaluator.handler.on_conversion_change"
+    assert handlers["OnDeliveryMessage"] == "functions.sender.handler.on_delivery_message"
+    for handler in handlers.values():
+        module = handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
+        assert module in zip_names, handler
+
+
+def test_merged_event_sources_are_valid_and_complete(sam: dict[str, Any]) -> None:
+    stream = sam["Resources"]["OnConversionChange"]["Properties"]["Events"]["OnConversionChangeDynamodbEventSource"]
+    queue = sam["Resources"]["OnDeliveryMessage"]["Properties"]["Events"]["OnDeliveryMessageSqsEventSource"]
+    assert stream["Properties"]["Stream"]["Fn::If"][0] == "CreateConversionsTable"
+    assert queue["Properties"]["Queue"] == {"Fn::Sub": "${DeliveriesQueue.Arn}"}
+    for source in (stream, queue):
+        assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert (
+        sam["Resources"]["OnDeliveryMessage"]["Properties"]["Timeout"] * 6
+        <= sam["Resources"]["DeliveriesQueue"]["Properties"]["VisibilityTimeout"]
+    )
+
+
+def test_function_roles_carry_only_log_permissions_inline(sam: dict[str, Any]) -> None:
+    roles = {
+        k: v for k, v in sam["Resources"].items() if v["Type"] == "AWS::IAM::Role" and k != "CodeDeployServiceRole"
+    }
+    assert roles
+    for role in roles.values():
+        for policy in role["Properties"].get("Policies", []):
+            assert _actions(policy["PolicyDocument"]["Statement"]) <= {
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            }
+
+
+def test_no_policy_grants_wildcard_actions_or_resources(sam: dict[str, Any]) -> None:
+    for policy_id in ("ApiPolicy", "EvaluatorPolicy", "SenderPolicy"):
+        for statement in _statements(sam, policy_id):
+            assert statement["Effect"] == "Allow"
+            actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+            assert not any(action == "*" or action.endswith(":*") for action in actions), policy_id
+            assert statement["Resource"] != "*", policy_id
+
+
+def test_api_cannot_touch_queues_or_the_stream(sam: dict[str, Any]) -> None:
+    actions = _actions(_statements(sam, "ApiPolicy"))
+    assert not any(action.startswith("sqs:") for action in actions)
+    assert not actions & {"dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:Scan"}
+    assert sam["Resources"]["ApiPolicy"]["Properties"]["Roles"] == [{"Ref": "ApiHandlerRole"}]
+
+
+def test_evaluator_reads_postbacks_only_through_the_affiliate_index(sam: dict[str, Any]) -> None:
+    statements = _statements(sam, "EvaluatorPolicy")
+    on_postbacks = [s for s in statements if "PostbacksTable" in _resource_ids(s)]
+    assert _actions(on_postbacks) == {"dynamodb:Query"}
+    assert all("index/by_affiliate" in _resource_ids(s) for s in on_postbacks)
+    sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
+    assert {json.dumps(s["Resource"]) for s in sends} == {
+        json.dumps({"Fn::GetAtt": ["DeliveriesQueue", "Arn"]}),
+        json.dumps({"Fn::GetAtt": ["EvaluatorDeadLetterQueue", "Arn"]}),
+    }
+
+
+def test_sender_writes_postbacks_only_to_their_health_fields(sam: dict[str, Any]) -> None:
+    statements = _statements(sam, "SenderPolicy")
+    on_postbacks = [s for s in statements if "PostbacksTable" in _resource_ids(s)]
+    assert not _actions(on_postbacks) & {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    [update] = [s for s in on_postbacks if "dynamodb:UpdateItem" in s["Action"]]
+    assert set(update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == HEALTH_ATTRIBUTES
+    sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
+    assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": ["DeliveriesDeadLetterQueue", "Arn"]}]
+    consume = [s for s in statements if "sqs:ReceiveMessage" in s["Action"]]
+    assert [s["Resource"] for s in consume] == [{"Fn::GetAtt": ["DeliveriesQueue", "Arn"]}]
+
+
+# What the Lambda Python runtime puts on sys.path besides the function's code.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
+
+
+def test_handlers_import_from_the_zip_with_only_the_runtime_sdk_beside_it(package: Path, tmp_path: Path) -> None:
+    code = tmp_path / "task"
+    with zipfile.ZipFile(package / "deployment.zip") as archive:
+        archive.extractall(code)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    site_packages = Path(boto3.__file__).resolve().parent.parent
+    for name in RUNTIME_PACKAGES:
+        (runtime / name).symlink_to(site_packages / name)
+    script = (
+        "import sys; sys.path[:0] = sys.argv[1:3]\n"
+        "import functions.evaluator.handler, functions.sender.handler, functions.api.blueprint, app, pynamodb\n"
+        "assert pynamodb.__file__.startswith(sys.argv[1]), pynamodb.__file__\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(code), str(runtime)],
+        cwd=tmp_path,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "POSTBACKS_STAGE": "test", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -75,6 +75,8 @@ def chalice_package(stage: str, output: Path, root: Path = ROOT) -> None:
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     # The package is built from the code, never from a developer's local endpoint or credentials.
     env.pop("AWS_ENDPOINT_URL", None)
+    # In AWS, API Gateway runs the JWT authorizer in front of the protected routes (docs/api.md).
+    env["POSTBACKS_API_AUTHORIZER"] = "1"
     chalice = Path(sys.executable).with_name("chalice")
     command = [str(chalice), "package", "--stage", stage, "--merge-template", str(TEMPLATE), str(output)]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)

@@ -203,3 +203,31 @@ def test_handlers_import_from_the_zip_with_only_the_runtime_sdk_beside_it(packag
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_protected_routes_are_behind_the_jwt_authorizer_and_health_is_open(sam: dict[str, Any]) -> None:
+    paths = sam["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    assert "security" not in paths["/health"]["get"]
+    assert "security" not in paths["/openapi.json"]["get"]
+    for path, method in [("/postbacks", "post"), ("/postbacks/{id}", "patch"), ("/postbacks/{id}/deliveries", "get")]:
+        assert paths[path][method]["security"] == [{"jwt_authorizer": []}], (path, method)
+
+
+def test_gateway_answers_are_problem_documents(sam: dict[str, Any]) -> None:
+    responses = {
+        resource["Properties"]["ResponseType"]: resource["Properties"]
+        for resource in sam["Resources"].values()
+        if resource["Type"] == "AWS::ApiGateway::GatewayResponse"
+    }
+    assert set(responses) == {
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    }
+    for response in responses.values():
+        assert response["RestApiId"] == {"Ref": "RestAPI"}
+        assert response["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+    assert responses["UNAUTHORIZED"]["StatusCode"] == "401"
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"

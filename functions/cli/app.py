@@ -51,6 +51,19 @@ DELIVERY_LIST_COLUMNS = (
     "dead-lettered",
     "message",
 )
+EVALUATOR_LIST_COLUMNS = (
+    "message",
+    "kind",
+    "conversion",
+    "affiliate",
+    "event",
+    "reason",
+    "shard",
+    "sequence",
+    "records",
+    "arrived",
+    "dead-lettered",
+)
 
 
 class UsageError(Exception):
@@ -126,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue",
         choices=QUEUE_CHOICES,
         default="deliveries",
-        help="deliveries: the sender's DLQ (default); evaluator: conversions stream records",
+        help="deliveries: the sender's DLQ (default); evaluator: conversion records and stream batch failures",
     )
 
     filters = argparse.ArgumentParser(add_help=False)
@@ -142,8 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="last HTTP status code (deliveries only)",
     )
     group.add_argument("--reason", action="append", default=[], metavar="R", help="dead-letter reason, e.g. gone")
-    group.add_argument("--since", metavar="T", help="dead-lettered at or after T (ISO 8601, or 30m / 2h / 1d ago)")
-    group.add_argument("--until", metavar="T", help="dead-lettered before T (ISO 8601, or 30m / 2h / 1d ago)")
+    group.add_argument(
+        "--since",
+        metavar="T",
+        help="dead-lettered at or after T (ISO 8601, or 30m / 2h / 1d ago); evaluator batch failures: "
+        "their first record arrived at or after T",
+    )
+    group.add_argument(
+        "--until",
+        metavar="T",
+        help="dead-lettered before T (ISO 8601, or 30m / 2h / 1d ago); evaluator batch failures: "
+        "their first record arrived before T",
+    )
 
     limit = argparse.ArgumentParser(add_help=False)
     limit.add_argument("--limit", type=_positive_int, metavar="N", help="act on at most N selected items")
@@ -178,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         parents=[output, queue],
         help="one message in full: reason, attempts, last response",
-        description="Show one DLQ message by delivery id or SQS message id (evaluator: message id or "
-        "conversion id), with the delivery record's attempts and last response.",
+        description="Show one DLQ message by delivery id or SQS message id (evaluator: message id, "
+        "conversion id or sequence number), with the delivery record's attempts and last response.",
     )
     show.add_argument("id", metavar="ID", help="delivery id or SQS message id")
 
@@ -189,10 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="move selected messages back to the deliveries queue (evaluator: replay them)",
         description="Deliveries: reset each selected delivery's schedule (id and history kept), put it back "
         "on the deliveries queue, then delete the DLQ copy. Safe to interrupt and re-run, and to run "
-        "twice at once. Evaluator: replay each stored record through the evaluator; replays never "
-        "double a delivery. Messages not selected stay in the DLQ untouched.",
+        "twice at once. Evaluator: replay each stored record through the evaluator, and each stream batch "
+        "failure by reading its range back from the stream (not_replayable once the stream has dropped it, "
+        "after 24 h); replays never double a delivery. Messages not selected stay in the DLQ untouched.",
     )
-    redrive.add_argument("--rate", type=_rate, metavar="N/s", help="at most N redrives per second")
+    redrive.add_argument(
+        "--rate", type=_rate, metavar="N/s", help="at most N redrives per second (evaluator: N evaluator invocations)"
+    )
     redrive.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
 
     purge = dlq_commands.add_parser(
@@ -292,6 +318,7 @@ def _delivery_entry_dict(entry: DeadLetterEntry) -> dict[str, Any]:
 def _conversion_entry_dict(entry: ConversionDeadLetterEntry, with_record: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {
         "message_id": entry.message_id,
+        "kind": entry.kind.value,
         "conversion_id": entry.conversion_id,
         "affiliate_id": entry.affiliate_id,
         "event_name": entry.event_name,
@@ -301,10 +328,65 @@ def _conversion_entry_dict(entry: ConversionDeadLetterEntry, with_record: bool =
         "dead_lettered_at": entry.dead_lettered_at,
         "sent_at": _time(entry.sent_at),
         "receive_count": entry.receive_count,
+        # stream_batch_failure: the range of the stream Lambda gave up on (condition, shard, sequence
+        # numbers, batch size, arrival times); null for a stored record.
+        "batch": entry.batch.as_dict() if entry.batch is not None else None,
     }
     if with_record:
         result["record"] = entry.record
+        if entry.batch is not None:
+            result["destination_record"] = entry.body
     return result
+
+
+def _evaluator_row(entry: ConversionDeadLetterEntry) -> tuple[Any, ...]:
+    batch = entry.batch
+    if batch is None:
+        return (
+            entry.message_id,
+            entry.kind.value,
+            entry.conversion_id,
+            entry.affiliate_id,
+            entry.event_name,
+            entry.reason,
+            None,
+            entry.sequence_number,
+            1 if entry.record is not None else None,
+            None,
+            entry.dead_lettered_at or _time(entry.sent_at),
+        )
+    arrived = batch.first_arrival
+    if batch.last_arrival and batch.last_arrival != batch.first_arrival:
+        arrived = f"{batch.first_arrival or '?'} .. {batch.last_arrival}"
+    return (
+        entry.message_id,
+        entry.kind.value,
+        None,
+        None,
+        None,
+        entry.reason,
+        batch.shard_id,
+        batch.sequence_range,
+        batch.batch_size,
+        arrived,
+        entry.dead_lettered_at or _time(entry.sent_at),
+    )
+
+
+def _conversion_show_text(entry: ConversionDeadLetterEntry, as_dict: dict[str, Any]) -> str:
+    nested = ("record", "batch", "destination_record")
+    lines = [f"{k}: {v}" for k, v in as_dict.items() if k not in nested]
+    if entry.batch is None:
+        return "\n".join([*lines, "record:", render_json(entry.record)])
+    lines += [f"{k}: {v}" for k, v in entry.batch.as_dict().items()]
+    lines += [
+        "",
+        "Lambda gave up on this range of the stream; the message holds no records. `dlq redrive --queue evaluator` "
+        "reads them back from the stream while it still holds them (24 h).",
+        "destination record:",
+        render_json(entry.body),
+    ]
+    return "\n".join(lines)
 
 
 def _record_dict(record: DeliveryRecord) -> dict[str, Any]:
@@ -389,12 +471,7 @@ class Command:
         selection = _selection(self.args, self.services.clock())
         if self.args.queue == "evaluator":
             conversions = self.services.conversions.entries(selection, self.args.limit, self.progress("scanning"))
-            conversion_rows: list[tuple[Any, ...]] = [
-                (e.message_id, e.conversion_id, e.affiliate_id, e.event_name, e.reason, e.dead_lettered_at)
-                for e in conversions
-            ]
-            headers = ["message", "conversion", "affiliate", "event", "reason", "dead-lettered"]
-            table = render_table(headers, conversion_rows)
+            table = render_table(EVALUATOR_LIST_COLUMNS, [_evaluator_row(e) for e in conversions])
             self.emit({"messages": [_conversion_entry_dict(e) for e in conversions]}, table)
             return EXIT_OK
         deliveries = self.services.deliveries.entries(selection, self.args.limit, self.progress("scanning"))
@@ -426,8 +503,7 @@ class Command:
                 print(f"error: no message {identifier!r} in {self.services.conversions.queue_name}", file=self.stderr)
                 return EXIT_FAILURE
             as_dict = _conversion_entry_dict(found, with_record=True)
-            text = "\n".join(f"{k}: {v}" for k, v in as_dict.items() if k != "record")
-            self.emit(as_dict, text + "\nrecord:\n" + render_json(found.record))
+            self.emit(as_dict, _conversion_show_text(found, as_dict))
             return EXIT_OK
         entry = self.services.deliveries.find(identifier)
         delivery_id = entry.delivery_id if entry is not None else identifier
@@ -522,10 +598,19 @@ class Command:
         return self._exit_for(report)
 
     def _exit_for(self, report: RedriveReport) -> int:
-        if report.incomplete:
+        if not report.incomplete:
+            return EXIT_OK
+        gone = report.not_replayable
+        if gone:
+            print(
+                f"{gone} stream range(s) are no longer in the conversions stream (24 h retention) and were left in "
+                "the DLQ: recover those conversions from the conversion service's records (docs/runbook.md), "
+                "then purge the messages",
+                file=self.stderr,
+            )
+        if any(outcome.result in ("failed", "skipped") for outcome in report.outcomes):
             print("some selected items were skipped or failed (see above); a re-run picks them up", file=self.stderr)
-            return EXIT_PARTIAL
-        return EXIT_OK
+        return EXIT_PARTIAL
 
     def run(self) -> int:
         if self.args.command == "recover":

@@ -20,12 +20,18 @@ from functions.core.model import utc_now
 from functions.core.redrive import DeadLetterFilter
 from functions.storage.queues import Queue, ReceivedMessage
 
+# An evaluator-DLQ batch failure whose range the stream no longer holds (left in the DLQ).
+NOT_REPLAYABLE = "not_replayable"
+# Results that leave a selected item behind: the run is partial.
+INCOMPLETE_RESULTS = frozenset({"failed", "skipped", NOT_REPLAYABLE})
+
 
 @dataclass(frozen=True)
 class Outcome:
     item_id: str | None  # the delivery id (the conversion id for the evaluator DLQ)
     message_id: str | None
-    # redriven | resumed | dropped | skipped | failed | left_in_dlq | replayed | deleted | would_<action>
+    # redriven | resumed | dropped | skipped | failed | left_in_dlq | replayed | not_replayable | deleted
+    # | would_<action>
     result: str
     why: str
 
@@ -42,8 +48,13 @@ class RedriveReport:
 
     @property
     def incomplete(self) -> bool:
-        """Some selected deliveries were neither brought back nor found already handled."""
-        return any(outcome.result in ("failed", "skipped") for outcome in self.outcomes)
+        """Some selected items were neither brought back nor found already handled."""
+        return any(outcome.result in INCOMPLETE_RESULTS for outcome in self.outcomes)
+
+    @property
+    def not_replayable(self) -> int:
+        """Stream ranges the stream no longer holds: a re-run cannot bring them back."""
+        return sum(1 for outcome in self.outcomes if outcome.result == NOT_REPLAYABLE)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
-"""Record-level steps of a redrive or a recovery on the deliveries table.
+"""Record-level steps of a redrive or a recovery on the deliveries table, and reading back a range
+of the conversions stream for the replay of a stream batch failure.
 
 `claim` and `mark_enqueued` are conditional updates, so two engineers redriving the same
 deliveries at once, or a re-run after an interruption, never reset one delivery twice (see
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 
@@ -147,3 +149,82 @@ class DeliveryRedriveRepository:
                 if high is not None and item.dead_lettered_at is not None and item.dead_lettered_at >= high:
                     continue
                 yield to_record(item)
+
+
+# What DynamoDB Streams answers for a range it no longer holds (trimmed after 24 h, a deleted stream
+# or shard, an iterator that outlived its 15 minutes).
+STREAM_GONE_ERRORS = frozenset({"TrimmedDataAccessException", "ExpiredIteratorException", "ResourceNotFoundException"})
+
+
+class StreamRangeUnavailable(Exception):
+    """The stream no longer holds the range (or its first record): it cannot be replayed from the stream."""
+
+
+def _region_of(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else None
+
+
+class StreamRangeReader:
+    """Reads a range of one shard of a DynamoDB stream (`dynamodbstreams`, client created on first use;
+    `AWS_ENDPOINT_URL` points it at the local stack like every other client)."""
+
+    def __init__(
+        self, client: Any | None = None, *, region: str | None = None, page_size: int = 1000, max_empty_pages: int = 5
+    ) -> None:
+        self._client = client
+        self._region = region
+        self._page_size = page_size
+        self._max_empty_pages = max_empty_pages
+
+    def _streams(self, stream_arn: str) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "dynamodbstreams",
+                region_name=_region_of(stream_arn) or self._region,
+                config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5}),
+            )
+        return self._client
+
+    def read(self, stream_arn: str, shard_id: str, start: str, end: str) -> list[dict[str, Any]]:
+        """The records with `start` <= SequenceNumber <= `end`, in stream order, as GetRecords returns them.
+
+        Starts AT_SEQUENCE_NUMBER `start` and reads until a record is past `end` or the shard has no
+        more. Raises `StreamRangeUnavailable` when the stream no longer holds the range (trimmed,
+        expired, gone) or does not return the record at `start` first — a range read only in part is
+        never returned as if it were whole. Other AWS errors propagate.
+        """
+        low, high = int(start), int(end)
+        client = self._streams(stream_arn)
+        records: list[dict[str, Any]] = []
+        try:
+            iterator: str | None = client.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=start
+            )["ShardIterator"]
+            empty_pages = 0
+            while iterator is not None and empty_pages < self._max_empty_pages:
+                page = client.get_records(ShardIterator=iterator, Limit=self._page_size)
+                iterator = page.get("NextShardIterator")
+                batch = page.get("Records") or []
+                empty_pages = 0 if batch else empty_pages + 1
+                for record in batch:
+                    number = int(str(record["dynamodb"]["SequenceNumber"]))
+                    if number > high:
+                        iterator = None
+                        break
+                    if number >= low:
+                        records.append(record)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in STREAM_GONE_ERRORS:
+                raise StreamRangeUnavailable(code) from error
+            raise
+        if not records:
+            raise StreamRangeUnavailable(f"no records returned for sequence number {start}")
+        first = str(records[0]["dynamodb"]["SequenceNumber"])
+        if int(first) != low:
+            raise StreamRangeUnavailable(f"the first record returned is {first}, not {start}")
+        return records

@@ -6,7 +6,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -30,6 +30,7 @@ from functions.settings import Settings, load_settings
 from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel
 from functions.storage.queues import Queue
 from functions.storage.redrive import DeliveryRedriveRepository
+from tests.support.streams import image
 
 
 def _no_step(step: str, delivery_id: str) -> None:
@@ -189,6 +190,83 @@ class CliStack:
     def record(self, delivery_id: str) -> DeliveryModel:
         return DeliveryModel.get(delivery_id, consistent_read=True)
 
+    def conversions_stream(self) -> ConversionsStream:
+        """The conversions table with its NEW_AND_OLD_IMAGES stream, as the conversion service owns it."""
+        dynamodb = boto3.client("dynamodb", region_name=self.settings.region)
+        table = dynamodb.create_table(
+            TableName=self.settings.conversions_table,
+            KeySchema=[{"AttributeName": "conversion_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "conversion_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )["TableDescription"]
+        streams = boto3.client("dynamodbstreams", region_name=self.settings.region)
+        return ConversionsStream(self.settings.conversions_table, dynamodb, streams, table["LatestStreamArn"])
+
+    def stream_batch_failure(self, body: dict[str, Any]) -> None:
+        """Lambda's on-failure destination record, as the stream mapping sends it to the evaluator DLQ."""
+        Queue(self.evaluator_dlq_url, self.sqs).send(body)
+
+
+@dataclass
+class ConversionsStream:
+    table: str
+    dynamodb: Any
+    streams: Any
+    stream_arn: str
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.dynamodb.put_item(TableName=self.table, Item=image(item))
+
+    @property
+    def shard_id(self) -> str:
+        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
+        return str(shards[0]["ShardId"])
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of the shard so far, as GetRecords returns them."""
+        iterator = self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=self.shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        return list(self.streams.get_records(ShardIterator=iterator)["Records"])
+
+    def batch_failure(
+        self,
+        first: dict[str, Any],
+        last: dict[str, Any],
+        *,
+        batch_size: int,
+        condition: str = "RetryAttemptsExhausted",
+        start: str | None = None,
+        end: str | None = None,
+    ) -> dict[str, Any]:
+        """An OnFailure destination record (AWS's documented shape) for the records first..last."""
+
+        def arrival(record: dict[str, Any]) -> str:
+            moment: datetime = record["dynamodb"]["ApproximateCreationDateTime"]
+            return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+        return {
+            "requestContext": {
+                "requestId": "5f6b1d0e-3c1a-4d7e-9f51-0c9d1e2f3a4b",
+                "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:postbacks-dev-OnConversionChange",
+                "condition": condition,
+                "approximateInvokeCount": 101,
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": format_timestamp(utc_now()),
+            "DDBStreamBatchInfo": {
+                "shardId": self.shard_id,
+                "startSequenceNumber": start or first["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": end or last["dynamodb"]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": arrival(first),
+                "approximateArrivalOfLastRecord": arrival(last),
+                "batchSize": batch_size,
+                "streamArn": self.stream_arn,
+            },
+        }
+
 
 def _reset_connections() -> None:
     # pynamodb caches a connection per model class: a fresh one per test keeps moto state apart.
@@ -216,3 +294,33 @@ def stack() -> Iterator[CliStack]:
 
 def delivery_id(n: int) -> str:
     return delivery_id_for("pb_1", f"conv-{n}", "approved")
+
+
+@pytest.fixture
+def evaluator(stack: CliStack) -> Iterator[None]:
+    """The evaluator builds itself from the settings on first use (inside the mock), as in a Lambda container."""
+    bootstrap = pytest.importorskip("functions.bootstrap")
+    bootstrap.reset()
+    yield
+    bootstrap.reset()
+
+
+def add_postback(postback_id: str = "pb_1", affiliate_id: str = "aff-1") -> None:
+    """A postback as the API stores it (tests.support.conversions.postback)."""
+    from tests.support.conversions import postback
+
+    pb = postback(postback_id, affiliate_id)
+    PostbackModel(
+        pb.id,
+        affiliate_id=pb.affiliate_id,
+        listing="postbacks",
+        scope=pb.scope.value,
+        included_offer_ids=[],
+        excluded_offer_ids=[],
+        conversion_types=list(pb.conversion_types),
+        conversion_statuses=list(pb.conversion_statuses),
+        url=pb.url,
+        enabled=True,
+        created_at=pb.created_at,
+        updated_at=pb.updated_at,
+    ).save()

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from functions.core.model import delivery_id_for
-from functions.storage.models import DeliveryModel, PostbackModel
-from tests.integration.cli.conftest import CliStack
+from functions.storage.models import DeliveryModel
+from tests.integration.cli.conftest import CliStack, add_postback
 
-bootstrap = pytest.importorskip("functions.bootstrap")
+pytest.importorskip("functions.bootstrap")
 pytest.importorskip("functions.evaluator.handler")
 conversions = pytest.importorskip("tests.support.conversions")
 streams = pytest.importorskip("tests.support.streams")
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def evaluator(stack: CliStack) -> Iterator[None]:
-    # The evaluator builds itself from the settings on first use (inside this mock), as in a Lambda container.
-    bootstrap.reset()
-    yield
-    bootstrap.reset()
-
-
-def add_postback(postback_id: str = "pb_1") -> None:
-    pb = conversions.postback(postback_id)
-    PostbackModel(
-        pb.id,
-        affiliate_id=pb.affiliate_id,
-        listing="postbacks",
-        scope=pb.scope.value,
-        included_offer_ids=[],
-        excluded_offer_ids=[],
-        conversion_types=list(pb.conversion_types),
-        conversion_statuses=list(pb.conversion_statuses),
-        url=pb.url,
-        enabled=True,
-        created_at=pb.created_at,
-        updated_at=pb.updated_at,
-    ).save()
 
 
 @pytest.mark.usefixtures("evaluator")

@@ -13,9 +13,11 @@ Phases, each with its own records of the same distribution (same seed, other con
   per ten deliveries);
 - `naive`: a naive evaluator (below) using the same repositories and queue adapter: a query per
   status-change record, a put and a SendMessage per delivery;
-- `steady state`: the cache at 5 s, after a warm-up, as a warm container runs. The cache clock is
-  the real monotonic clock, so the figure depends on how many records arrive within 5 s; the
-  modelled curve (`reads_per_thousand_at_rate`) gives the figure at other traffic rates.
+- `steady state`: the product's rules cache (TTL 5 s, validated by the table's rules version: one
+  consistent GetItem per batch, counted) after a warm-up, as a warm container runs. The cache clock
+  is simulated at NOMINAL_RATE records/s; postbacks reads are the Query and GetItem requests (the
+  latter include the rules version). `simulated_steady_reads` gives the figure at other traffic
+  rates and rules-edit rates; `reads_per_thousand_at_rate` models a TTL-only cache for comparison.
 The deliveries queue is drained between batches (uncounted): moto's SQS slows with depth.
 """
 
@@ -47,6 +49,7 @@ from bench.workload import (
 from functions.core.model import Postback
 from functions.evaluator.rules_cache import RulesCache
 from functions.evaluator.service import ConversionEvaluator
+from functions.storage.postbacks import RulesVersion
 
 HANDLER = "functions.evaluator.handler.on_conversion_change"
 BATCH_SIZE = 100
@@ -261,6 +264,24 @@ class _CountingPostbacks(InMemoryPostbacks):
         return super().list_for_affiliate(affiliate_id)
 
 
+class SimulatedVersions:
+    """The table's rules version, read by the evaluator once per batch: `number` changes (an edit of
+    some postback) every `edit_every` seconds of `clock`; version 0, never changed, if None (the
+    seeded moto table has no version item, which is version 0)."""
+
+    def __init__(self, clock: Callable[[], float], edit_every: float | None = None) -> None:
+        self._clock = clock
+        self._edit_every = edit_every
+        self.reads = 0
+
+    def rules_version(self) -> RulesVersion:
+        self.reads += 1
+        if self._edit_every is None:
+            return RulesVersion(0, None)
+        edits = int(self._clock() // self._edit_every)
+        return RulesVersion(edits, edits * self._edit_every if edits else None)
+
+
 def _warm_evaluator(
     postbacks: InMemoryPostbacks, cache: RulesCache, clock: SimulatedClock, batches: Sequence[Sequence[GeneratedRecord]]
 ) -> ConversionEvaluator:
@@ -271,6 +292,7 @@ def _warm_evaluator(
         dead_letter_queue=InMemoryQueue(),
         rules_cache=cache,
         delivery_ttl_days=90,
+        rules_versions=SimulatedVersions(clock),
     )
     for batch in batches:
         evaluator.process([generated.record for generated in batch])
@@ -278,28 +300,40 @@ def _warm_evaluator(
     return evaluator
 
 
-def simulated_steady_reads(records_per_second: float, ttl_seconds: float, measured_records: int = 5000) -> float:
-    """Postbacks reads per 1,000 records of the real evaluator service with in-memory fakes and a
-    simulated clock: warm for two cache lifetimes, then count the reads."""
+def simulated_steady_reads(
+    records_per_second: float,
+    ttl_seconds: float,
+    measured_records: int = 5000,
+    edit_every: float | None = None,
+    warm_seconds: float | None = None,
+) -> float:
+    """Postbacks reads (queries + rules-version reads) per 1,000 records of the real evaluator
+    service with in-memory fakes and a simulated clock (also the cache's wall clock), a rules edit
+    every `edit_every` seconds (None: none): warm for `warm_seconds` (default two TTLs, as the
+    measured phase), then count the reads."""
     clock = SimulatedClock()
+    clock.now = 1_000_000.0
     postbacks = _CountingPostbacks(all_postbacks(AFFILIATES))
+    versions = SimulatedVersions(clock, edit_every)
     evaluator = ConversionEvaluator(
         postbacks=postbacks,
         deliveries=InMemoryDeliveries(),
         deliveries_queue=InMemoryQueue(),
         dead_letter_queue=InMemoryQueue(),
-        rules_cache=RulesCache(ttl_seconds, clock=clock),
+        rules_cache=RulesCache(ttl_seconds, clock=clock, wall_clock=clock),
         delivery_ttl_days=90,
+        rules_versions=versions,
     )
     generator = RecordGenerator(random.Random(3), conversion_prefix=f"sim{int(records_per_second)}")
-    warm_batches = max(1, math.ceil(2 * ttl_seconds * records_per_second / BATCH_SIZE))
+    warm = 2 * ttl_seconds if warm_seconds is None else warm_seconds
+    warm_batches = max(1, math.ceil(warm * records_per_second / BATCH_SIZE))
     changed_at = time.time()
     for index in range(warm_batches + measured_records // BATCH_SIZE):
         if index == warm_batches:
-            postbacks.loads = 0
+            postbacks.loads = versions.reads = 0
         evaluator.process([generated.record for generated in generator.batch(BATCH_SIZE, changed_at)])
         clock.advance(BATCH_SIZE / records_per_second)
-    return postbacks.loads * 1000.0 / measured_records
+    return (postbacks.loads + versions.reads) * 1000.0 / measured_records
 
 
 def _run_in_moto(counter: RequestCounter, quick: bool, boto3: Any) -> BenchmarkResult:
@@ -361,17 +395,20 @@ def _run_in_moto(counter: RequestCounter, quick: bool, boto3: Any) -> BenchmarkR
         purge,
     )
 
-    # Phase 3: steady state. The product's wiring (`build_evaluator`'s) with a rules cache on a
-    # simulated clock at NOMINAL_RATE; the cache is warmed over two lifetimes in memory (same
-    # postbacks), then the measured batches go through the real handler.
+    # Phase 3: steady state. The product's wiring (`build_evaluator`'s: the repository is also the
+    # rules-version source) with a rules cache on a simulated clock at NOMINAL_RATE; the cache is
+    # warmed over two TTLs in memory (same postbacks, same version 0 as the seeded table, which has
+    # no version item), then the measured batches go through the real handler.
     clock = SimulatedClock()
     cache = RulesCache(settings.rules_cache_seconds, clock=clock)
     _warm_evaluator(InMemoryPostbacks(all_postbacks(AFFILIATES)), cache, clock, warm_up)
     os.environ["POSTBACKS_RULES_CACHE_SECONDS"] = "5"
     bootstrap.reset()
     settings = bootstrap.settings()
+    repository = PostbackRepository()
     steady_evaluator = ConversionEvaluator(
-        postbacks=PostbackRepository(),
+        postbacks=repository,
+        rules_versions=repository,
         deliveries=DeliveryRepository(),
         deliveries_queue=Queue(settings.deliveries_queue, client=sqs),
         dead_letter_queue=Queue(settings.evaluator_dlq, client=sqs),
@@ -396,12 +433,32 @@ def _run_in_moto(counter: RequestCounter, quick: bool, boto3: Any) -> BenchmarkR
         f"{rate:,}": round(simulated_steady_reads(rate, settings.rules_cache_seconds), 1)
         for rate in (500, 1000, 2000, 5000, 10000)
     }
+    # A container that has run for a while (30 s warm), and rules edited every N seconds somewhere in
+    # the network (each edit drops the whole cache), both measured over 60 s at NOMINAL_RATE.
+    long_warm_seconds, long_measured_records = 30.0, 60 * NOMINAL_RATE
+    simulated_edits = {
+        f"{label}": round(
+            simulated_steady_reads(
+                NOMINAL_RATE,
+                settings.rules_cache_seconds,
+                edit_every=every,
+                warm_seconds=long_warm_seconds,
+                measured_records=long_measured_records,
+            ),
+            1,
+        )
+        for label, every in (("no edits", None), ("every 60 s", 60.0), ("every 10 s", 10.0))
+    }
     status_share = 1.0 - 0.25  # every kind but `correction` changes the status (inserts included)
     modelled = {
         f"{rate:,}": round(reads_per_thousand_at_rate(rate, settings.rules_cache_seconds, status_share), 1)
         for rate in (500, 1000, 2000, 5000, 10000)
     }
-    steady_reads = steady.per_thousand(steady.usage.operation("Query", "dynamodb"))
+    # Postbacks reads: the Queries and the rules-version GetItems (a GetItem of the deliveries table,
+    # after a refused write, would be counted too: an over-estimate).
+    steady_reads = steady.per_thousand(
+        steady.usage.operation("Query", "dynamodb") + steady.usage.operation("GetItem", "dynamodb")
+    )
     naive_ratio = ratio(naive.usage.total(), steady.usage.total())
     rows = [
         Row(
@@ -422,7 +479,7 @@ def _run_in_moto(counter: RequestCounter, quick: bool, boto3: Any) -> BenchmarkR
         ),
         Row(
             "1 evaluator requests",
-            f"requests/1,000 records, steady state, 5 s cache, {NOMINAL_RATE:,} rec/s",
+            f"requests/1,000 records, steady state, versioned cache, {NOMINAL_RATE:,} rec/s",
             steady.per_thousand(steady.usage.total()),
             "requests",
             note=_ops(steady),
@@ -435,8 +492,10 @@ def _run_in_moto(counter: RequestCounter, quick: bool, boto3: Any) -> BenchmarkR
             f"<= {STEADY_STATE_TARGET}",
             steady_reads <= STEADY_STATE_TARGET,
             note=(
-                "per warm container; reads/1,000 by records/s per container, simulated with the real "
-                f"service and in-memory fakes: {simulated}; Zipf model: {modelled}"
+                "Query + rules-version GetItem, per warm container; reads/1,000 by records/s per container, "
+                f"simulated with the real service and in-memory fakes, no edits: {simulated}; at "
+                f"{NOMINAL_RATE:,} rec/s after 30 s warm, by rules-edit interval: {simulated_edits}; "
+                f"a 5 s TTL-only cache (Zipf model): {modelled}"
             ),
         ),
         Row(
@@ -457,7 +516,8 @@ def _run_in_moto(counter: RequestCounter, quick: bool, boto3: Any) -> BenchmarkR
             "nominal_records_per_second": NOMINAL_RATE,
             "phases": {phase.name: phase.summary() for phase in (no_cache, naive, steady)},
             "simulated_reads_per_1000_by_rate": simulated,
-            "modelled_reads_per_1000_by_rate": modelled,
+            "simulated_reads_per_1000_by_edit_interval": simulated_edits,
+            "modelled_ttl_only_reads_per_1000_by_rate": modelled,
             "firing_share": sum(1 for batch in steady_all for generated in batch if generated.kind in FIRING_KINDS)
             / (len(steady_all) * BATCH_SIZE),
         },

@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 from bench.report import BenchmarkResult, Row, format_table, to_document, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("evaluator_requests", "throughput", "sender_concurrency", "cold_start", "cost")
+BENCHMARKS = ("evaluator_requests", "throughput", "sender_concurrency", "cold_start", "e2e_latency", "cost")
 
 
 def _runner(name: str) -> Callable[[bool], BenchmarkResult]:
@@ -43,6 +43,10 @@ def _runner(name: str) -> Callable[[bool], BenchmarkResult]:
         from bench import cold_start
 
         return cold_start.run
+    if name == "e2e_latency":
+        from bench import e2e_latency
+
+        return e2e_latency.run
     raise ValueError(f"unknown benchmark {name!r}")
 
 

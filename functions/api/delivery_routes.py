@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Response
 from pydantic import ValidationError
@@ -49,8 +49,11 @@ from functions.core.conversion import normalise_status
 from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN
 from functions.core.rendering import RenderError
 from functions.core.validation import FieldError, ValidationFailed
-from functions.sender.service import ConversionValue
 from functions.storage.delivery_attempts import PAGE_KEY_ATTRIBUTES, DeliveryRecord
+
+if TYPE_CHECKING:
+    # Annotations only: the sender's stack (urllib3) is loaded by the test fire when it runs.
+    from functions.sender.service import ConversionValue
 
 REQUIRED_ATTRIBUTES = ("conversion_id", "offer_id", "conversion_type", "status")
 MAX_ATTRIBUTE_LENGTH = 1024

@@ -20,7 +20,6 @@ from functions import bootstrap, settings
 from functions.api.auth import authenticate, jwt_authorizer
 from functions.api.blueprint import api
 from functions.api.errors import MalformedRequest, UnsupportedMediaType, maps_errors
-from functions.api.openapi import openapi_document
 from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
@@ -86,6 +85,8 @@ def health() -> Response:
 
 @api.route("/openapi.json", methods=["GET"])
 def openapi() -> Response:
+    from functions.api.openapi import openapi_document  # pydantic's JSON-schema machinery, for this route only
+
     return json_response(json.dumps(openapi_document()))
 
 

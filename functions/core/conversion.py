@@ -10,7 +10,7 @@ Pure: no AWS, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -68,10 +68,17 @@ def parse_status(raw: str) -> str:
 
 
 def _is_null(value: Any) -> bool:
+    if type(value) is dict:
+        return value.get("NULL") is True
     return isinstance(value, Mapping) and value.get("NULL") is True
 
 
 def _string(name: str, value: Any) -> str:
+    # Stream images are plain dicts of plain dicts: test the exact types first, the ABCs only after.
+    if type(value) is dict:
+        text = value.get("S")
+        if type(text) is str:
+            return text
     if not isinstance(value, Mapping) or not isinstance(value.get("S"), str):
         raise MalformedRecordError(f"attribute {name} must be a string (S)")
     return str(value["S"])
@@ -97,15 +104,25 @@ def _string_list(name: str, value: Any) -> list[str]:
     return [_string(f"{name}[{index}]", item) for index, item in enumerate(items)]
 
 
+# How each optional attribute is parsed; attributes not named here are ignored.
+_OPTIONAL_PARSERS: dict[str, Callable[[str, Any], AttributeValue]] = {
+    **{name: _string for name in STRING_ATTRIBUTES},
+    **{name: _number for name in NUMBER_ATTRIBUTES},
+    **{name: _string_list for name in STRING_LIST_ATTRIBUTES},
+}
+_ABSENT = object()
+
+
 def parse_image(image: Any) -> Conversion:
     """A conversion from a stream image; `MalformedRecordError` on a missing or mistyped attribute."""
     if not isinstance(image, Mapping):
         raise MalformedRecordError("image is not a map of attributes")
     required: dict[str, str] = {}
     for name in REQUIRED_ATTRIBUTES:
-        if name not in image or _is_null(image[name]):
+        raw = image.get(name, _ABSENT)
+        if raw is _ABSENT or _is_null(raw):
             raise MalformedRecordError(f"missing required attribute {name}")
-        value = _string(name, image[name])
+        value = _string(name, raw)
         if not value.strip():
             raise MalformedRecordError(f"required attribute {name} is empty")
         required[name] = value
@@ -117,15 +134,22 @@ def parse_image(image: Any) -> Conversion:
         "conversion_type": required["conversion_type"],
         "status": status,
     }
+    parsers = _OPTIONAL_PARSERS
     for name, value in image.items():
-        if _is_null(value):
+        parser = parsers.get(name)
+        if parser is None:
             continue
-        if name in STRING_ATTRIBUTES:
-            attributes[name] = _string(name, value)
-        elif name in NUMBER_ATTRIBUTES:
-            attributes[name] = _number(name, value)
-        elif name in STRING_LIST_ATTRIBUTES:
-            attributes[name] = _string_list(name, value)
+        if type(value) is dict:
+            if value.get("NULL") is True:
+                continue
+            if parser is _string:
+                text = value.get("S")
+                if type(text) is str:
+                    attributes[name] = text
+                    continue
+        elif _is_null(value):
+            continue
+        attributes[name] = parser(name, value)
     return Conversion(
         conversion_id=required["conversion_id"],
         affiliate_id=required["affiliate_id"],

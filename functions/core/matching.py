@@ -20,12 +20,20 @@ postback does not change a delivery already made). Pure: no AWS, no clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from functions.core.model import ConversionChange, Postback, Scope, delivery_id_for, parse_timestamp
-from functions.core.rendering import RenderError, conversion_values, render_url, with_ids
+from functions.core.rendering import (
+    ChangeValues,
+    RenderError,
+    render_change_url,
+    render_url,
+    template_host,
+    with_ids,
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,15 @@ def offer_in_scope(postback: Postback, offer_id: str) -> bool:
     return offer_id not in postback.excluded_offer_ids
 
 
+@functools.lru_cache(maxsize=65536)
+def _epoch_seconds(timestamp: str) -> float:
+    # Postbacks are re-read often but saved rarely: parse each distinct `updated_at` once.
+    return parse_timestamp(timestamp).timestamp()
+
+
 def rules_in_force_at(postback: Postback) -> float:
     """Epoch seconds from which the postback's current rules apply (its last save)."""
-    return parse_timestamp(postback.updated_at).timestamp()
+    return _epoch_seconds(postback.updated_at)
 
 
 def postback_fires(postback: Postback, change: ConversionChange) -> bool:
@@ -86,18 +100,35 @@ def plan_delivery(
 ) -> PlannedDelivery:
     """Render the postback's URL for the change; `RenderError` if it cannot be rendered.
 
-    `values` are the change's placeholder values (`conversion_values`), computed once per change.
+    `values` are the change's placeholder values (`conversion_values`), computed once per change;
+    without them, only the values the URL uses are computed.
     """
+    if values is None or isinstance(values, ChangeValues):
+        return _plan(postback, change, ChangeValues(change) if values is None else values)
     conversion = change.conversion
     delivery_id = delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
-    change_values = conversion_values(change) if values is None else values
-    url = render_url(postback.url, with_ids(change_values, postback.id, delivery_id))
+    url = render_url(postback.url, with_ids(values, postback.id, delivery_id))
     try:
         host = urlsplit(url).hostname
     except ValueError as exc:
         raise RenderError(f"rendered URL does not parse: {exc}") from exc
+    return _planned(postback, change, delivery_id, url, host)
+
+
+def _plan(postback: Postback, change: ConversionChange, values: ChangeValues) -> PlannedDelivery:
+    conversion = change.conversion
+    delivery_id = delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
+    url = render_change_url(postback.url, values, postback.id, delivery_id)
+    # The rendered URL has the template's authority (`render_change_url` checks it), so its host.
+    return _planned(postback, change, delivery_id, url, template_host(postback.url))
+
+
+def _planned(
+    postback: Postback, change: ConversionChange, delivery_id: str, url: str, host: str | None
+) -> PlannedDelivery:
     if not host:
         raise RenderError("rendered URL has no host")
+    conversion = change.conversion
     return PlannedDelivery(
         delivery_id=delivery_id,
         postback_id=postback.id,
@@ -115,14 +146,32 @@ def match_change(change: ConversionChange, postbacks: Iterable[Postback]) -> Mat
     """Every postback the change fires, rendered, in the order given; render failures apart."""
     deliveries: list[PlannedDelivery] = []
     failures: list[RenderFailure] = []
-    values: dict[str, str] | None = None
+    values: ChangeValues | None = None
+    conversion = change.conversion
+    status = conversion.status
+    if status == change.previous_status:
+        return MatchResult(deliveries=(), failures=())
+    # `postback_fires`, inlined with the change's fields read once: this loop runs for every
+    # postback of the affiliate on every status change. Same conditions, same order of the last two.
+    conversion_type = conversion.conversion_type
+    affiliate_id = conversion.affiliate_id
+    offer_id = conversion.offer_id
+    changed_at = change.changed_at
     for postback in postbacks:
-        if not postback_fires(postback, change):
+        if not (
+            postback.enabled
+            and status in postback.conversion_statuses
+            and conversion_type in postback.conversion_types
+            and postback.affiliate_id == affiliate_id
+            and offer_in_scope(postback, offer_id)
+            and changed_at >= rules_in_force_at(postback)
+        ):
             continue
         if values is None:
-            values = conversion_values(change)
+            # Computed on first use and shared by every postback the change fires.
+            values = ChangeValues(change)
         try:
-            deliveries.append(plan_delivery(postback, change, values))
+            deliveries.append(_plan(postback, change, values))
         except RenderError as exc:
             failures.append(RenderFailure(postback_id=postback.id, reason=f"render_failed: {exc}"))
     return MatchResult(deliveries=tuple(deliveries), failures=tuple(failures))

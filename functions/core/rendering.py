@@ -114,6 +114,9 @@ _CONVERSION_GETTERS: tuple[tuple[str, Callable[[ConversionChange], str]], ...] =
 )
 _POSTBACK_ID_NAMES = tuple(p.name for p in CATALOGUE if p.source is Source.POSTBACK_ID)
 _DELIVERY_ID_NAMES = tuple(p.name for p in CATALOGUE if p.source is Source.DELIVERY_ID)
+_GETTERS_BY_NAME: dict[str, Callable[[ConversionChange], str]] = dict(_CONVERSION_GETTERS)
+_POSTBACK_ID_NAME_SET = frozenset(_POSTBACK_ID_NAMES)
+_DELIVERY_ID_NAME_SET = frozenset(_DELIVERY_ID_NAMES)
 
 
 def conversion_values(change: ConversionChange) -> dict[str, str]:
@@ -136,6 +139,27 @@ def placeholder_values(change: ConversionChange, postback_id: str, delivery_id: 
     return with_ids(conversion_values(change), postback_id, delivery_id)
 
 
+class ChangeValues(dict[str, str]):
+    """The change-only placeholder values of `conversion_values`, each computed on first use.
+
+    The evaluator renders a few placeholders of a few postbacks per change: computing each value
+    only when a template asks for it, once per change, saves computing the whole catalogue. Read
+    it with `[name]`: a name outside the catalogue (or an ID placeholder) reads as "".
+    """
+
+    __slots__ = ("_change",)
+
+    def __init__(self, change: ConversionChange) -> None:
+        super().__init__()
+        self._change = change
+
+    def __missing__(self, name: str) -> str:
+        getter = _GETTERS_BY_NAME.get(name)
+        value = getter(self._change) if getter is not None else ""
+        self[name] = value
+        return value
+
+
 @dataclass(frozen=True)
 class _Template:
     literals: tuple[str, ...]  # len(names) + 1 pieces of literal text around the placeholders
@@ -146,6 +170,7 @@ class _Template:
     netloc: str
     empty_path_segments: tuple[str, ...]
     has_path_placeholder: bool
+    hostname: str | None
 
 
 def _component_at(template: str, index: int, authority_start: int) -> Component:
@@ -196,6 +221,7 @@ def _parse_template(template: str) -> _Template:
         netloc=parts.netloc,
         empty_path_segments=tuple(parts.path.split("/")),
         has_path_placeholder=Component.PATH in components,
+        hostname=parts.hostname,
     )
 
 
@@ -219,6 +245,34 @@ def render_url(template: str, values: Mapping[str, str]) -> str:
     rendered = "".join(pieces)
     _check_target(parsed, rendered)
     return rendered
+
+
+def render_change_url(template: str, values: ChangeValues, postback_id: str, delivery_id: str) -> str:
+    """`render_url(template, with_ids(conversion_values(change), postback_id, delivery_id))`, computing
+    only the values the template uses (`values` is the change's `ChangeValues`, shared across postbacks).
+    """
+    parsed = _parse_template(template)
+    if not parsed.names:
+        return template
+    pieces = [parsed.literals[0]]
+    for name, literal in zip(parsed.names, parsed.literals[1:], strict=True):
+        if name in _DELIVERY_ID_NAME_SET:
+            value = delivery_id
+        elif name in _POSTBACK_ID_NAME_SET:
+            value = postback_id
+        else:
+            value = values[name]
+        if value:
+            pieces.append(_encode(value))
+        pieces.append(literal)
+    rendered = "".join(pieces)
+    _check_target(parsed, rendered)
+    return rendered
+
+
+def template_host(template: str) -> str | None:
+    """The host of the template's URL, which is the host of every URL rendered from it."""
+    return _parse_template(template).hostname
 
 
 def _check_target(parsed: _Template, rendered: str) -> None:

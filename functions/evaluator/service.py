@@ -4,8 +4,9 @@ One batch is processed in three phases, so that the AWS requests stay at the flo
 read per distinct affiliate, one conditional write per new delivery, one SendMessageBatch per ten
 deliveries) while a failure can still be reported as one stream position:
 
-1. parse every record (pure) and read each distinct affiliate's postbacks once, through the rules
-   cache, in record order;
+1. parse every record (pure); read the table's rules version once (if the batch has a status
+   change and the rules cache is on) and then each distinct affiliate's postbacks once, through
+   the rules cache, in record order;
 2. in record order: send malformed records (and render failures) to the evaluator DLQ, match,
    render and create the deliveries (conditional writes);
 3. enqueue the new deliveries (and existing ones still `pending`, see `DeliveryRepository`) in
@@ -23,10 +24,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
 from functions.core.matching import PlannedDelivery, match_change
@@ -37,11 +39,18 @@ from functions.settings import Settings
 from functions.storage.deliveries import CreateOutcome
 from functions.storage.queues import SQS_BATCH_LIMIT, OutgoingMessage, QueueSendError
 
+if TYPE_CHECKING:
+    from functions.storage.postbacks import RulesVersion
+
 logger = logging.getLogger(__name__)
 
 
 class PostbackSource(Protocol):
     def list_for_affiliate(self, affiliate_id: str) -> list[Postback]: ...
+
+
+class RulesVersionSource(Protocol):
+    def rules_version(self) -> RulesVersion: ...
 
 
 class DeliveryStore(Protocol):
@@ -120,8 +129,11 @@ class ConversionEvaluator:
         rules_cache: RulesCache,
         delivery_ttl_days: int,
         clock: Callable[[], datetime] = utc_now,
+        rules_versions: RulesVersionSource | None = None,
     ) -> None:
+        """`rules_versions` validates the rules cache (see `RulesCache`); without it the TTL alone applies."""
         self._postbacks = postbacks
+        self._versions = rules_versions
         self._deliveries = deliveries
         self._queue = deliveries_queue
         self._dead_letters = dead_letter_queue
@@ -164,6 +176,8 @@ class ConversionEvaluator:
     def _load_rules(self, items: Sequence[_Item]) -> tuple[dict[str, tuple[Postback, ...]], int | None]:
         """Each distinct affiliate's postbacks, once, in record order; stop at the first failing read."""
         rules: dict[str, tuple[Postback, ...]] = {}
+        if any(item.change is not None for item in items):
+            self._observe_rules_version()
         for item in items:
             if item.change is None:
                 continue
@@ -176,6 +190,19 @@ class ConversionEvaluator:
                 logger.exception("reading postbacks failed: affiliate_id=%s", affiliate_id)
                 return rules, item.index
         return rules, None
+
+    def _observe_rules_version(self) -> None:
+        """Tell the rules cache the table's rules version (one GetItem); unknown if the read fails."""
+        if self._versions is None or not self._rules.enabled:
+            return
+        try:
+            version = self._versions.rules_version()
+        except Exception:
+            # Not a batch failure: this batch falls back to the TTL (the cache's own bound).
+            logger.warning("reading the rules version failed; rules cache on its TTL for this batch", exc_info=True)
+            self._rules.observe(None)
+            return
+        self._rules.observe(version.number, version.changed_at)
 
     def _write(self, items: Sequence[_Item], rules: Mapping[str, tuple[Postback, ...]], now: datetime) -> _Written:
         """Dead letters and conditional writes, in record order, up to the first record that fails."""
@@ -266,8 +293,10 @@ def build_evaluator(
     sqs_client: Any | None = None,
     clock: Callable[[], datetime] = utc_now,
     rules_clock: Callable[[], float] | None = None,
+    rules_wall_clock: Callable[[], float] | None = None,
 ) -> ConversionEvaluator:
-    """Wire the evaluator from settings: repositories, queues (clients with timeouts), rules cache."""
+    """Wire the evaluator from settings: repositories, queues (clients with timeouts), rules cache
+    validated by the postbacks table's rules version."""
     from functions.storage.deliveries import DeliveryRepository
     from functions.storage.postbacks import PostbackRepository
     from functions.storage.queues import Queue
@@ -275,13 +304,15 @@ def build_evaluator(
 
     if sqs_client is None:
         sqs_client = new_sqs_client(settings.region)
-    cache = (
-        RulesCache(settings.rules_cache_seconds)
-        if rules_clock is None
-        else RulesCache(settings.rules_cache_seconds, clock=rules_clock)
+    cache = RulesCache(
+        settings.rules_cache_seconds,
+        clock=rules_clock or time.monotonic,
+        wall_clock=rules_wall_clock or time.time,
     )
+    postbacks = PostbackRepository()
     return ConversionEvaluator(
-        postbacks=PostbackRepository(),
+        postbacks=postbacks,
+        rules_versions=postbacks,
         deliveries=DeliveryRepository(),
         deliveries_queue=Queue(settings.deliveries_queue, client=sqs_client),
         dead_letter_queue=Queue(settings.evaluator_dlq, client=sqs_client),

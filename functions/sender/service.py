@@ -1,20 +1,29 @@
 """The sender: a batch of deliveries-queue messages -> GETs -> delivered, retried, dead-lettered or cancelled.
 
-For each message (design.md, Flow item 3):
+A batch goes through three phases (design.md, Flow item 3):
 
-1. parse the body; a malformed one goes to the deliveries DLQ (`malformed_message`) and is
+1. parse each body; a malformed one goes to the deliveries DLQ (`malformed_message`) and is
    acknowledged: it is never lost and never blocks the queue;
-2. read the delivery record (one consistent BatchGetItem for the batch): a delivery already
-   finished is acknowledged without a GET; one not yet due (a duplicate message) gets its message
-   hidden for the remaining wait;
-3. take the lease (conditional update): a delivery leased by someone else is left alone, so a
-   message seen twice never produces two GETs;
-4. read the postback (consistent): deleted or disabled -> the delivery is `cancelled`;
-5. GET through the pinned HTTP client, at most `per_host_concurrency` at a time per host;
-6. classify, log the attempt on the record (conditional on the lease) and act: delivered ->
-   acknowledge; retryable -> `retrying`, the message hidden for the wait (ChangeMessageVisibility)
-   and reported as a batch item failure so it comes back then; terminal, exhausted or past the
-   deadline -> `dead_lettered`, a copy with reason and history sent to the DLQ, acknowledged.
+2. take the leases, concurrently: one conditional UpdateItem per delivery that returns the record
+   (`ReturnValues ALL_NEW`), so the happy path reads no delivery record. A refused lease is
+   explained by one consistent read: no record -> DLQ (`unknown_delivery`); finished ->
+   acknowledged without a GET; not yet due (a duplicate message) -> the message hidden for the
+   remaining wait; leased elsewhere -> left alone, so a message seen twice never produces two GETs;
+3. read every distinct postback of the leased deliveries with one consistent BatchGetItem -- after
+   the leases, so a delete or disable that lands before a lease is always seen -- then, per delivery:
+   deleted or disabled -> `cancelled`; otherwise wait for a slot of its host (at most
+   `per_host_concurrency` GETs at a time per host), read the postback again if the batch read is
+   older than `POSTBACK_RECHECK_SECONDS` by then, GET through the pinned HTTP client, classify,
+   log the attempt on the record (conditional on the lease) and act: delivered -> acknowledge
+   (postback health written only when it changes, `success_changes_health`); retryable ->
+   `retrying`, the message hidden for the wait (ChangeMessageVisibility) and reported as a batch
+   item failure so it comes back then; terminal, exhausted or past the deadline -> `dead_lettered`,
+   a copy with reason and history sent to the DLQ, acknowledged.
+
+On the happy path that is, per batch: one UpdateItem per delivery for the lease, one BatchGetItem
+of the postbacks, one UpdateItem per delivery for the outcome, and a health UpdateItem only when
+the health changes. A lease is held from phase 2 until the outcome is written: it lasts
+`lease_seconds` plus one GET deadline for every wave of GETs a host may have to wait for.
 
 "Acknowledged" means reported as a success of the batch: Lambda (or the local poller) deletes it.
 The record is written before the DLQ copy is sent: if the send fails the message comes back, finds
@@ -31,7 +40,8 @@ import math
 import random
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,7 +83,7 @@ from functions.storage.delivery_attempts import (
     LeaseLost,
 )
 from functions.storage.models import DeliveryModel, PostbackModel
-from functions.storage.postback_health import PostbackHealthError, PostbackHealthRepository
+from functions.storage.postback_health import PostbackHealthError, PostbackHealthRepository, success_changes_health
 from functions.storage.postbacks import PostbackRepository
 from functions.storage.queues import Queue
 from functions.storage.queues import sqs_client as new_sqs_client
@@ -84,6 +94,9 @@ logger = logging.getLogger(__name__)
 DUE_TOLERANCE_SECONDS = 1.0
 # Do not start a GET unless the invocation has this much time left beyond the GET's own deadline.
 INVOCATION_MARGIN_SECONDS = 5.0
+# A GET that starts later than this after the batch read of the postbacks (it waited for a host
+# slot) reads its postback again first, so a delete or disable stops it however long it waited.
+POSTBACK_RECHECK_SECONDS = 1.0
 
 REASON_MALFORMED_MESSAGE = "malformed_message"
 REASON_UNKNOWN_DELIVERY = "unknown_delivery"
@@ -114,9 +127,11 @@ class DeliveryStore(Protocol):
     """What the sender needs of the deliveries table (`DeliveryAttemptRepository`)."""
 
     def get(self, delivery_id: str) -> DeliveryRecord | None: ...
-    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]: ...
     def acquire_lease(
         self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
+    ) -> DeliveryRecord | None: ...
+    def release_lease(
+        self, delivery_id: str, owner: str, state: DeliveryState, now: datetime
     ) -> DeliveryRecord | None: ...
     def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord: ...
     def record_delivered(
@@ -138,7 +153,10 @@ class HealthStore(Protocol):
 
 
 class PostbackReader(Protocol):
+    """What the sender needs of the postbacks table (`PostbackRepository`): consistent reads."""
+
     def get(self, postback_id: str) -> Postback | None: ...
+    def get_many(self, postback_ids: list[str]) -> dict[str, Postback]: ...
 
 
 class VisibilityPort(Protocol):
@@ -198,6 +216,7 @@ class DeliverySender:
         request_deadline_seconds: float = 10.0,
         clock: Callable[[], datetime] = utc_now,
         uniform: Uniform = random.uniform,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._deliveries = deliveries
         self._postbacks = postbacks
@@ -209,46 +228,75 @@ class DeliverySender:
         self._max_concurrency = max(1, max_concurrency)
         self._per_host = max(1, per_host_concurrency)
         self._lease_seconds = lease_seconds
+        self._request_deadline_seconds = request_deadline_seconds
         self._min_remaining_ms = (request_deadline_seconds + INVOCATION_MARGIN_SECONDS) * 1000
         self._clock = clock
         self._uniform = uniform
+        self._monotonic = monotonic
 
     def process_batch(
         self, messages: Sequence[IncomingMessage], remaining_ms: Callable[[], int] | None = None
     ) -> list[str]:
-        """Process a batch; the IDs of the messages to report as batch item failures."""
-        failed: list[str] = []
+        """Process a batch; the IDs of the messages to report as batch item failures, in batch order."""
+        failed: set[str] = set()
         parsed: list[tuple[IncomingMessage, str]] = []
         for message in messages:
             delivery_id = self._delivery_id(message)
             if delivery_id is None:
                 if not self._guarded(message, partial(self._dead_letter_malformed, message)):
-                    failed.append(message.message_id)
+                    failed.add(message.message_id)
                 continue
             parsed.append((message, delivery_id))
-        if not parsed:
-            return failed
-        try:
-            records = self._deliveries.get_many(delivery_id for _, delivery_id in parsed)
-        except Exception:
-            logger.exception("reading %d delivery records failed; the batch will be retried", len(parsed))
-            return failed + [message.message_id for message, _ in parsed]
-        limits = _HostLimits(self._per_host)
+        if parsed:
+            failed.update(self._process_parsed(parsed, remaining_ms))
+        return [message.message_id for message in messages if message.message_id in failed]
+
+    def _process_parsed(
+        self, parsed: list[tuple[IncomingMessage, str]], remaining_ms: Callable[[], int] | None
+    ) -> list[str]:
         workers = min(self._max_concurrency, len(parsed))
+        lease_seconds = self._batch_lease_seconds(len(parsed))
+        failed: list[str] = []
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sender") as pool:
-            futures = [
-                (
-                    message,
-                    pool.submit(
-                        self._guarded,
-                        message,
-                        partial(self._process, message, delivery_id, records.get(delivery_id), limits, remaining_ms),
-                    ),
-                )
+            # Phase 2: the leases.
+            lease_futures = [
+                (message, pool.submit(self._lease_guarded, message, delivery_id, lease_seconds, remaining_ms))
                 for message, delivery_id in parsed
             ]
-        failed.extend(message.message_id for message, future in futures if not future.result())
+            leases: list[_Lease] = []
+            for message, lease_future in lease_futures:
+                outcome = lease_future.result()
+                if isinstance(outcome, _Lease):
+                    leases.append(outcome)
+                elif outcome is not Disposition.ACKNOWLEDGE:
+                    failed.append(message.message_id)
+            if not leases:
+                return failed
+            # Phase 3: the postbacks, read after the leases and before any GET; then the GETs.
+            try:
+                postbacks = self._postbacks.get_many(list(dict.fromkeys(lease.record.postback_id for lease in leases)))
+            except Exception:
+                logger.exception("reading the postbacks of %d deliveries failed; they will be retried", len(leases))
+                return failed + [lease.message.message_id for lease in leases]
+            batch = _BatchState(_HostLimits(self._per_host), self._monotonic(), remaining_ms)
+            send_futures = [
+                (
+                    lease.message,
+                    pool.submit(
+                        self._guarded,
+                        lease.message,
+                        partial(self._send, lease, postbacks.get(lease.record.postback_id), batch),
+                    ),
+                )
+                for lease in leases
+            ]
+            failed.extend(message.message_id for message, send_future in send_futures if not send_future.result())
         return failed
+
+    def _batch_lease_seconds(self, deliveries: int) -> float:
+        """The lease covers the wait for a host slot: one GET deadline per wave ahead (all on one host at worst)."""
+        waves = math.ceil(deliveries / min(self._per_host, self._max_concurrency))
+        return self._lease_seconds + (waves - 1) * self._request_deadline_seconds
 
     # One message.
 
@@ -274,57 +322,86 @@ class DeliverySender:
         logger.warning("message %s has no delivery id: sent to the DLQ", message.message_id)
         return Disposition.ACKNOWLEDGE
 
-    def _process(
+    def _lease_guarded(
         self,
         message: IncomingMessage,
         delivery_id: str,
-        record: DeliveryRecord | None,
-        limits: _HostLimits,
+        lease_seconds: float,
         remaining_ms: Callable[[], int] | None,
-    ) -> Disposition:
-        if record is None:
-            return self._dead_letter_unknown(message, delivery_id)
-        if record.state in TERMINAL_STATES:
-            logger.info("delivery %s is already %s: acknowledged", delivery_id, record.state.value)
-            return Disposition.ACKNOWLEDGE
+    ) -> _Lease | Disposition:
+        try:
+            return self._lease(message, delivery_id, lease_seconds, remaining_ms)
+        except Exception:
+            logger.exception("message %s failed; it will be retried", message.message_id)
+            return Disposition.RETURN_LATER
+
+    def _lease(
+        self,
+        message: IncomingMessage,
+        delivery_id: str,
+        lease_seconds: float,
+        remaining_ms: Callable[[], int] | None,
+    ) -> _Lease | Disposition:
+        if self._out_of_time(remaining_ms):
+            # Not enough time left for a GET: let the message come back at once, unleased.
+            self._queue.change_visibility(message.receipt_handle, 0)
+            return Disposition.RETURN_LATER
         now = self._clock()
-        if record.next_attempt_at is not None:
-            remaining = (parse_timestamp(record.next_attempt_at) - now).total_seconds()
+        owner = f"{message.message_id}:{secrets.token_hex(8)}"
+        leased = self._deliveries.acquire_lease(
+            delivery_id, owner, now, lease_seconds, now + timedelta(seconds=DUE_TOLERANCE_SECONDS)
+        )
+        if leased is None:
+            return self._lease_refused(message, delivery_id)
+        return _Lease(message, leased, owner)
+
+    def _lease_refused(self, message: IncomingMessage, delivery_id: str) -> Disposition:
+        """Why the lease was refused, from one consistent read of the record, and what to do about it."""
+        current = self._deliveries.get(delivery_id)
+        if current is None:
+            return self._dead_letter_unknown(message, delivery_id)
+        if current.state in TERMINAL_STATES:
+            logger.info("delivery %s is already %s: acknowledged", delivery_id, current.state.value)
+            return Disposition.ACKNOWLEDGE
+        if current.next_attempt_at is not None:
+            remaining = (parse_timestamp(current.next_attempt_at) - self._clock()).total_seconds()
             if remaining > DUE_TOLERANCE_SECONDS:
                 self._queue.change_visibility(message.receipt_handle, math.ceil(remaining))
                 return Disposition.RETURN_LATER
-        with limits.slot(record.target_host):
-            if remaining_ms is not None and remaining_ms() < self._min_remaining_ms:
-                # Not enough time left for a GET: let the message come back at once, unleased.
+        logger.info("delivery %s is leased elsewhere: left for later", delivery_id)
+        return Disposition.RETURN_LATER
+
+    def _out_of_time(self, remaining_ms: Callable[[], int] | None) -> bool:
+        return remaining_ms is not None and remaining_ms() < self._min_remaining_ms
+
+    def _send(self, lease: _Lease, postback: Postback | None, batch: _BatchState) -> Disposition:
+        message, record, owner = lease.message, lease.record, lease.owner
+        if postback is None or not postback.enabled:
+            return self._cancel(lease, postback)
+        with batch.limits.slot(record.target_host):
+            if self._out_of_time(batch.remaining_ms):
+                # The wait for a slot used up the invocation: give the lease back, the message returns at once.
+                released = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
+                self._deliveries.release_lease(record.delivery_id, owner, released, self._clock())
                 self._queue.change_visibility(message.receipt_handle, 0)
                 return Disposition.RETURN_LATER
-            now = self._clock()
-            owner = f"{message.message_id}:{secrets.token_hex(8)}"
-            leased = self._deliveries.acquire_lease(
-                delivery_id, owner, now, self._lease_seconds, now + timedelta(seconds=DUE_TOLERANCE_SECONDS)
-            )
-            if leased is None:
-                return self._lease_refused(delivery_id)
-            postback = self._postbacks.get(leased.postback_id)
-            if postback is None or not postback.enabled:
-                reason = REASON_POSTBACK_DELETED if postback is None else REASON_POSTBACK_DISABLED
-                self._deliveries.cancel(delivery_id, owner, reason, self._clock())
-                logger.info("delivery %s cancelled: %s", delivery_id, reason)
-                return Disposition.ACKNOWLEDGE
+            if self._monotonic() - batch.postbacks_read_at > POSTBACK_RECHECK_SECONDS:
+                postback = self._postbacks.get(record.postback_id)
+                if postback is None or not postback.enabled:
+                    return self._cancel(lease, postback)
             started = self._clock()
-            outcome = self._http.get(leased.url)
+            outcome = self._http.get(record.url)
         try:
-            return self._conclude(message, leased, owner, started, outcome)
+            return self._conclude(message, record, owner, started, outcome, postback, batch)
         except LeaseLost:
-            logger.warning("delivery %s: lease lost before the attempt was recorded", delivery_id)
+            logger.warning("delivery %s: lease lost before the attempt was recorded", record.delivery_id)
             return Disposition.RETURN_LATER
 
-    def _lease_refused(self, delivery_id: str) -> Disposition:
-        current = self._deliveries.get(delivery_id)
-        if current is None or current.state in TERMINAL_STATES:
-            return Disposition.ACKNOWLEDGE
-        logger.info("delivery %s is leased elsewhere or not due: left for later", delivery_id)
-        return Disposition.RETURN_LATER
+    def _cancel(self, lease: _Lease, postback: Postback | None) -> Disposition:
+        reason = REASON_POSTBACK_DELETED if postback is None else REASON_POSTBACK_DISABLED
+        self._deliveries.cancel(lease.record.delivery_id, lease.owner, reason, self._clock())
+        logger.info("delivery %s cancelled: %s", lease.record.delivery_id, reason)
+        return Disposition.ACKNOWLEDGE
 
     def _conclude(
         self,
@@ -333,6 +410,8 @@ class DeliverySender:
         owner: str,
         started: datetime,
         outcome: HttpOutcomeView,
+        postback: Postback,
+        batch: _BatchState,
     ) -> Disposition:
         classification = classify(outcome.status_code, outcome.error)
         finished = self._clock()
@@ -356,7 +435,8 @@ class DeliverySender:
         if classification.delivered:
             self._deliveries.record_delivered(record.delivery_id, owner, base, finished)
             logger.info("delivery %s (postback %s, host %s) delivered on attempt %d", *log_args)
-            self._update_health(record.postback_id, None, finished)
+            if batch.health.success_to_write(postback, finished):
+                self._update_health(record.postback_id, None, finished)
             return Disposition.ACKNOWLEDGE
         if classification.retryable:
             retry_after = parse_retry_after(retry_after_raw, finished) if classification.honours_retry_after else None
@@ -382,8 +462,10 @@ class DeliverySender:
                 )
                 return Disposition.RETURN_LATER
             assert decision.stop_reason is not None
-            return self._dead_letter(record, owner, base, decision.stop_reason.value, finished, classification)
-        return self._dead_letter(record, owner, base, classification.reason or "terminal", finished, classification)
+            return self._dead_letter(record, owner, base, decision.stop_reason.value, finished, classification, batch)
+        return self._dead_letter(
+            record, owner, base, classification.reason or "terminal", finished, classification, batch
+        )
 
     def _dead_letter(
         self,
@@ -393,6 +475,7 @@ class DeliverySender:
         reason: str,
         now: datetime,
         classification: Classification,
+        batch: _BatchState,
     ) -> Disposition:
         updated = self._deliveries.record_dead_letter(record.delivery_id, owner, attempt, reason, now)
         last_status_code = updated.last_status_code
@@ -421,6 +504,7 @@ class DeliverySender:
             reason,
             classification.outcome.value,
         )
+        batch.health.failure_written(updated.postback_id)
         self._update_health(updated.postback_id, reason, now)
         return Disposition.ACKNOWLEDGE
 
@@ -448,6 +532,46 @@ class DeliverySender:
 
 def _with_next(attempt: AttemptRecord, next_attempt_at: str) -> AttemptRecord:
     return AttemptRecord(**(attempt.to_dict() | {"next_attempt_at": next_attempt_at}))
+
+
+@dataclass(frozen=True)
+class _Lease:
+    """A delivery this worker holds the lease on: the record as the lease wrote it."""
+
+    message: IncomingMessage
+    record: DeliveryRecord
+    owner: str
+
+
+class _BatchHealth:
+    """Health writes of one batch: a postback's success is written at most once, unless a failure came between."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._succeeded: set[str] = set()
+
+    def success_to_write(self, postback: Postback, at: datetime) -> bool:
+        if not success_changes_health(postback, at):
+            return False
+        with self._lock:
+            if postback.id in self._succeeded:
+                return False
+            self._succeeded.add(postback.id)
+            return True
+
+    def failure_written(self, postback_id: str) -> None:
+        with self._lock:
+            self._succeeded.discard(postback_id)
+
+
+class _BatchState:
+    """What the GETs of one batch share."""
+
+    def __init__(self, limits: _HostLimits, postbacks_read_at: float, remaining_ms: Callable[[], int] | None) -> None:
+        self.limits = limits
+        self.postbacks_read_at = postbacks_read_at
+        self.remaining_ms = remaining_ms
+        self.health = _BatchHealth()
 
 
 class _HostLimits:

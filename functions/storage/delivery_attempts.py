@@ -7,6 +7,12 @@ Every write is a conditional UpdateItem, so two workers never both act on one de
 - `record_delivered` / `record_retry` / `record_dead_letter` / `cancel`: only while this worker
   still holds the lease (`lease_owner` unchanged); otherwise `LeaseLost`. Each appends the attempt
   to the log and releases the lease in the same write.
+- `release_lease`: gives back a lease that was taken but not used (no GET started), so the
+  delivery is workable again at once instead of after the lease expires.
+
+`acquire_lease` returns the record as written (`ReturnValues ALL_NEW`), so the sender needs no read
+of the record on the happy path: one UpdateItem to lease, one to record the outcome. The reads
+(`get`, `get_many`) are for the exceptions — why a lease was refused — and the API.
 
 The delivery record is the durable truth; the queue message only points at it.
 """
@@ -220,6 +226,17 @@ class DeliveryAttemptRepository:
             model.updated_at.set(format_timestamp(now)),
         ]
         return self._update(delivery_id, actions, workable & due)
+
+    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> DeliveryRecord | None:
+        """Give back our unused lease, leaving the delivery in `state` (`pending` or `retrying`); None if not ours.
+
+        The state the lease replaced is not kept on the record: the caller knows it from the leased
+        record (`retrying` when this schedule has attempts). The delivery is workable again at once.
+        """
+        if state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
+            raise ValueError(f"a released delivery is pending or retrying, not {state.value}")
+        actions: list[Action] = [self._model.state.set(state.value), *self._release(now)]
+        return self._update(delivery_id, actions, self._model.lease_owner == owner)
 
     def cancel_waiting_for_postback(self, postback_id: str, reason: str, now: datetime, since: datetime) -> int:
         """Cancel the postback's deliveries that wait for a send (pending, retrying, or an expired lease).

@@ -12,6 +12,10 @@ postbacks
     Quota items (`postback_id` = `quota#<affiliate>`, attribute `postback_count`) hold the number
     of postbacks per affiliate; create and delete update them in the same transaction, so the
     per-affiliate limit holds under concurrency. They carry no index attributes.
+    The rules version item (`postback_id` = `rules#version`, attributes `rules_version` and
+    `rules_changed_at`) is bumped in the same transaction as every create, update and delete of a
+    postback; the evaluator reads it once per batch to know whether its cached postbacks are still
+    current (docs/evaluator.md). It carries no index attributes either, so it is in no GSI.
 
 postback-deliveries
     hash key `delivery_id` (derived from postback, conversion and status: the dedup key).
@@ -41,6 +45,7 @@ from functions import settings
 POSTBACK_LISTING_PARTITION = "postbacks"
 DEAD_LETTER_PARTITION = "dead"
 QUOTA_PREFIX = "quota#"
+RULES_VERSION_KEY = "rules#version"
 # Every DynamoDB call is bounded; the pool lets the sender's concurrent workers share one client.
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 10
@@ -93,6 +98,9 @@ class PostbackModel(Model):
     last_failure_at = UnicodeAttribute(null=True)
     # Quota items only.
     postback_count = NumberAttribute(null=True)
+    # The rules version item only: a counter and when it last changed (epoch seconds).
+    rules_version = NumberAttribute(null=True)
+    rules_changed_at = NumberAttribute(null=True)
 
     by_affiliate = PostbacksByAffiliate()
     by_created = PostbacksByCreated()

@@ -5,6 +5,11 @@
 only: it does not bump the optimistic-locking `version` (an edit by the affiliate must not fail
 with 412 because a delivery finished meanwhile), and it never creates an item: a postback deleted
 meanwhile stays deleted (`attribute_exists(postback_id)`).
+
+A success is written only when it changes something (`success_changes_health`): the postback has
+failures to reset, no `last_success_at` yet, or one older than `SUCCESS_REFRESH_SECONDS`. So
+`last_success_at` is exact to within a minute, and a busy postback costs one health write a minute
+instead of one per delivery (all on the same key). Failures are always written.
 """
 
 from __future__ import annotations
@@ -14,14 +19,27 @@ from datetime import datetime
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
-from functions.core.model import format_timestamp
+from functions.core.model import Postback, format_timestamp, parse_timestamp
 from functions.storage.models import PostbackModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+# How stale `last_success_at` may get on a postback that keeps succeeding.
+SUCCESS_REFRESH_SECONDS = 60.0
 
 
 class PostbackHealthError(Exception):
     """The health of a postback could not be written (throttling, service error)."""
+
+
+def success_changes_health(postback: Postback, at: datetime) -> bool:
+    """Whether a success at `at` is worth a write, given the postback as read before the GET."""
+    if postback.consecutive_failures > 0 or not postback.last_success_at:
+        return True
+    try:
+        last = parse_timestamp(postback.last_success_at)
+    except ValueError:
+        return True
+    return (at - last).total_seconds() >= SUCCESS_REFRESH_SECONDS
 
 
 class PostbackHealthRepository:

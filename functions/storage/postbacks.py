@@ -8,23 +8,35 @@
   `VersionConflict` when someone else saved first and `PostbackGone` when the postback was
   deleted meanwhile. It writes only the definition, so health fields the sender maintains are
   never overwritten.
+- Every successful `create`, `update` and `delete` also bumps the table's rules version item
+  (`rules#version`) in the same transaction; a refused write bumps nothing. `rules_version` reads
+  it (consistently): the evaluator keeps its cached postbacks while the number is unchanged.
+  Every write of the API now touches that one item, so a transaction cancelled only because
+  another one held it at the same moment (`TransactionConflict`) is retried a few times.
 - `page_for_affiliate` / `page_all` read the two indexes newest first with an optional filter,
   filling a page up to `limit` matching items.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from functions.core.model import Postback, Scope
-from functions.storage.models import POSTBACK_LISTING_PARTITION, QUOTA_PREFIX, PostbackModel
+from functions.storage.models import POSTBACK_LISTING_PARTITION, QUOTA_PREFIX, RULES_VERSION_KEY, PostbackModel
 
-CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
+TRANSACTION_CONFLICT = "TransactionConflict"
+# A transaction that collides with another on the same item (the rules version item is in every
+# one) is cancelled without effect; it is tried again after a short jittered pause.
+TRANSACTION_ATTEMPTS = 4
+TRANSACTION_BACKOFF_SECONDS = 0.02
 QUERY_PAGE_SIZE = 100
 
 BY_AFFILIATE_KEY = frozenset({"postback_id", "affiliate_id", "created_at"})
@@ -48,6 +60,15 @@ class VersionConflict(Exception):
 
 class PostbackGone(Exception):
     """The postback does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class RulesVersion:
+    """The table's rules version: bumped by every create, update and delete of a postback."""
+
+    number: int
+    # When it last changed (epoch seconds, the API's clock); None on a table that has none yet.
+    changed_at: float | None
 
 
 @dataclass(frozen=True)
@@ -99,9 +120,28 @@ def _is_postback(item: PostbackModel) -> bool:
     return not item.postback_id.startswith(QUOTA_PREFIX) and item.affiliate_id is not None
 
 
+def _cancellation_codes(exc: TransactWriteError) -> list[str | None]:
+    """The reason of each item of a cancelled transaction, in request order (None: not a reason)."""
+    if exc.cause_response_code != "TransactionCanceledException":
+        return []
+    return [None if reason is None else reason.code for reason in exc.cancellation_reasons]
+
+
+def _only_conflicted(exc: TransactWriteError) -> bool:
+    codes = [code for code in _cancellation_codes(exc) if code not in (None, "None")]
+    return bool(codes) and all(code == TRANSACTION_CONFLICT for code in codes)
+
+
 class PostbackRepository:
-    def __init__(self, model: type[PostbackModel] = PostbackModel) -> None:
+    def __init__(
+        self,
+        model: type[PostbackModel] = PostbackModel,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._model = model
+        self._clock = clock
+        self._sleep = sleep
 
     def get(self, postback_id: str) -> Postback | None:
         if postback_id.startswith(QUOTA_PREFIX):
@@ -111,6 +151,14 @@ class PostbackRepository:
         except self._model.DoesNotExist:
             return None
         return to_domain(item) if _is_postback(item) else None
+
+    def get_many(self, postback_ids: list[str]) -> dict[str, Postback]:
+        """Consistent BatchGetItem (100 keys a request); IDs without a postback are absent from the result."""
+        unique = [key for key in dict.fromkeys(postback_ids) if not key.startswith(QUOTA_PREFIX)]
+        if not unique:
+            return {}
+        items = self._model.batch_get(unique, consistent_read=True)
+        return {item.postback_id: to_domain(item) for item in items if _is_postback(item)}
 
     def list_for_affiliate(self, affiliate_id: str) -> list[Postback]:
         """Every postback of the affiliate, newest first.
@@ -145,62 +193,101 @@ class PostbackRepository:
             updated_at=postback.updated_at,
             consecutive_failures=0,
         )
-        quota = self._model(quota_key(postback.affiliate_id))
         count = self._model.postback_count
+
+        def write(transaction: TransactWrite) -> None:
+            transaction.save(item, condition=self._model.postback_id.does_not_exist())
+            transaction.update(
+                self._model(quota_key(postback.affiliate_id)),
+                actions=[count.add(1)],
+                condition=count.does_not_exist() | (count < limit),
+                add_version_condition=False,
+            )
+            self._bump_rules_version(transaction)
+
         try:
-            with TransactWrite(connection=self._connection()) as transaction:
-                transaction.save(item, condition=self._model.postback_id.does_not_exist())
-                transaction.update(
-                    quota,
-                    actions=[count.add(1)],
-                    condition=count.does_not_exist() | (count < limit),
-                    add_version_condition=False,
-                )
+            self._transact(write)
         except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons if exc.cause_response_code == "TransactionCanceledException" else []
-            # Items in request order: the put of the postback, then the quota update.
-            if len(reasons) > 1 and reasons[1] is not None and reasons[1].code == "ConditionalCheckFailed":
+            codes = _cancellation_codes(exc)
+            # Items in request order: the put of the postback, the quota update, the rules version.
+            if len(codes) > 1 and codes[1] == CONDITION_FAILED_REASON:
                 raise QuotaExceeded(postback.affiliate_id, limit) from exc
             raise
         return to_domain(item)
 
     def update(self, postback: Postback, expected_version: int) -> Postback:
-        """Write the definition of `postback` if the stored version is still `expected_version`."""
-        item = self._model(postback.id, version=expected_version)
+        """Write the definition of `postback` if the stored version is still `expected_version`.
+
+        One transaction: the update, conditional on the postback existing with `expected_version`
+        and incrementing it, and the rules version bump. Returns `postback` with the new version
+        (the health fields are those the caller read: the update does not touch them).
+        """
         model = self._model
-        actions: list[Any] = [
-            model.scope.set(postback.scope.value),
-            model.included_offer_ids.set(_stored(postback.included_offer_ids)),
-            model.excluded_offer_ids.set(_stored(postback.excluded_offer_ids)),
-            model.conversion_types.set(_stored(postback.conversion_types)),
-            model.conversion_statuses.set(_stored(postback.conversion_statuses)),
-            model.url.set(postback.url),
-            model.enabled.set(postback.enabled),
-            model.updated_at.set(postback.updated_at),
-        ]
+
+        def write(transaction: TransactWrite) -> None:
+            # Built afresh on every attempt: pynamodb appends the version increment to `actions`.
+            actions: list[Any] = [
+                model.scope.set(postback.scope.value),
+                model.included_offer_ids.set(_stored(postback.included_offer_ids)),
+                model.excluded_offer_ids.set(_stored(postback.excluded_offer_ids)),
+                model.conversion_types.set(_stored(postback.conversion_types)),
+                model.conversion_statuses.set(_stored(postback.conversion_statuses)),
+                model.url.set(postback.url),
+                model.enabled.set(postback.enabled),
+                model.updated_at.set(postback.updated_at),
+            ]
+            # `add_version_condition` (the default) adds `version = expected_version` and `version + 1`.
+            transaction.update(
+                model(postback.id, version=expected_version), actions=actions, condition=model.postback_id.exists()
+            )
+            self._bump_rules_version(transaction)
+
         try:
-            item.update(actions=actions, condition=model.postback_id.exists())
-        except UpdateError as exc:
-            if exc.cause_response_code != CONDITIONAL_CHECK_FAILED:
+            self._transact(write)
+        except TransactWriteError as exc:
+            codes = _cancellation_codes(exc)
+            if not codes or codes[0] != CONDITION_FAILED_REASON:
                 raise
             if self.get(postback.id) is None:
                 raise PostbackGone(postback.id) from exc
             raise VersionConflict(postback.id) from exc
-        return to_domain(item)
+        return replace(postback, version=expected_version + 1)
 
     def delete(self, postback: Postback) -> None:
         """Delete the postback and release its quota slot; `PostbackGone` if it no longer exists."""
-        item = self._model(postback.id)
-        quota = self._model(quota_key(postback.affiliate_id))
+
+        def write(transaction: TransactWrite) -> None:
+            transaction.delete(
+                self._model(postback.id), condition=self._model.postback_id.exists(), add_version_condition=False
+            )
+            transaction.update(
+                self._model(quota_key(postback.affiliate_id)),
+                actions=[self._model.postback_count.add(-1)],
+                add_version_condition=False,
+            )
+            self._bump_rules_version(transaction)
+
         try:
-            with TransactWrite(connection=self._connection()) as transaction:
-                transaction.delete(item, condition=self._model.postback_id.exists(), add_version_condition=False)
-                transaction.update(quota, actions=[self._model.postback_count.add(-1)], add_version_condition=False)
+            self._transact(write)
         except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons if exc.cause_response_code == "TransactionCanceledException" else []
-            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+            codes = _cancellation_codes(exc)
+            if codes and codes[0] == CONDITION_FAILED_REASON:
                 raise PostbackGone(postback.id) from exc
             raise
+
+    def rules_version(self) -> RulesVersion:
+        """The table's rules version (one consistent GetItem); version 0 on a table without one."""
+        model = self._model
+        try:
+            item = model.get(
+                RULES_VERSION_KEY,
+                consistent_read=True,
+                attributes_to_get=[model.rules_version.attr_name, model.rules_changed_at.attr_name],
+            )
+        except model.DoesNotExist:
+            return RulesVersion(0, None)
+        changed_at = item.rules_changed_at
+        return RulesVersion(int(item.rules_version or 0), None if changed_at is None else float(changed_at))
 
     def page_for_affiliate(
         self, affiliate_id: str, limit: int, start_key: dict[str, str] | None, predicate: Predicate | None = None
@@ -223,6 +310,26 @@ class PostbackRepository:
             page_size=QUERY_PAGE_SIZE,
         )
         return _fill_page(items, limit, predicate, ("postback_id", "listing", "created_at"))
+
+    def _bump_rules_version(self, transaction: TransactWrite) -> None:
+        model = self._model
+        transaction.update(
+            model(RULES_VERSION_KEY),
+            actions=[model.rules_version.add(1), model.rules_changed_at.set(self._clock())],
+            add_version_condition=False,
+        )
+
+    def _transact(self, write: Callable[[TransactWrite], None]) -> None:
+        """Run the transaction `write` builds; again (rebuilt) if it was cancelled only by a conflict."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                with TransactWrite(connection=self._connection()) as transaction:
+                    write(transaction)
+                return
+            except TransactWriteError as exc:
+                if attempt == TRANSACTION_ATTEMPTS or not _only_conflicted(exc):
+                    raise
+            self._sleep(TRANSACTION_BACKOFF_SECONDS * attempt * random.uniform(0.5, 1.0))
 
     def _connection(self) -> Any:
         return self._model._get_connection().connection

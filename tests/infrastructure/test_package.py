@@ -14,6 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.storage.models import RULES_VERSION_KEY
+
 pytestmark = pytest.mark.infrastructure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +94,7 @@ def test_zip_holds_no_test_only_packages_and_not_the_aws_sdk(zip_names: list[str
     tops = {top.split("-", 1)[0].removesuffix(".py").lower() for top in _tops(zip_names)}
     assert not tops & {"tests", "pytest", "_pytest", "moto", "hypothesis", "mypy", "ruff", "cfnlint"}
     assert not tops & {"boto3", "botocore", "s3transfer", "jmespath"}
-    assert {"pynamodb", "requests", "jwt", "pydantic", "chalice"} <= tops
+    assert {"pynamodb", "urllib3", "certifi", "jwt", "pydantic", "chalice"} <= tops
 
 
 def test_handler_strings_point_into_the_zip(sam: dict[str, Any], zip_names: list[str]) -> None:
@@ -151,11 +153,19 @@ def test_api_cannot_touch_queues_or_the_stream(sam: dict[str, Any]) -> None:
     assert sam["Resources"]["ApiPolicy"]["Properties"]["Roles"] == [{"Ref": "ApiHandlerRole"}]
 
 
-def test_evaluator_reads_postbacks_only_through_the_affiliate_index(sam: dict[str, Any]) -> None:
+def test_evaluator_reads_postbacks_only_through_the_affiliate_index_and_the_rules_version(
+    sam: dict[str, Any],
+) -> None:
     statements = _statements(sam, "EvaluatorPolicy")
     on_postbacks = [s for s in statements if "PostbacksTable" in _resource_ids(s)]
-    assert _actions(on_postbacks) == {"dynamodb:Query"}
-    assert all("index/by_affiliate" in _resource_ids(s) for s in on_postbacks)
+    queries = [s for s in on_postbacks if _actions([s]) == {"dynamodb:Query"}]
+    gets = [s for s in on_postbacks if _actions([s]) == {"dynamodb:GetItem"}]
+    assert len(queries) + len(gets) == len(on_postbacks)
+    assert all("index/by_affiliate" in _resource_ids(s) for s in queries)
+    # The one base-table item it may read is the rules version.
+    assert [s["Condition"] for s in gets] == [
+        {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [RULES_VERSION_KEY]}}
+    ]
     sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
     assert {json.dumps(s["Resource"]) for s in sends} == {
         json.dumps({"Fn::GetAtt": ["DeliveriesQueue", "Arn"]}),
@@ -191,6 +201,8 @@ def test_handlers_import_from_the_zip_with_only_the_runtime_sdk_beside_it(packag
     script = (
         "import sys; sys.path[:0] = sys.argv[1:3]\n"
         "import functions.evaluator.handler, functions.sender.handler, functions.api.blueprint, app, pynamodb\n"
+        # What the handlers import lazily, on their first event, must be in the zip too.
+        "import functions.evaluator.service, functions.sender.service, functions.api.openapi, jwt, pydantic\n"
         "assert pynamodb.__file__.startswith(sys.argv[1]), pynamodb.__file__\n"
     )
     result = subprocess.run(

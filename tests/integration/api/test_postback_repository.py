@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from moto import mock_aws
+from pynamodb.exceptions import TransactWriteError
 
 from functions.core.model import Postback, Scope, format_timestamp, new_postback_id, utc_now
-from functions.storage.models import PostbackModel
+from functions.storage.models import RULES_VERSION_KEY, PostbackModel
+from functions.storage.postback_health import PostbackHealthRepository
 from functions.storage.postbacks import (
+    TRANSACTION_ATTEMPTS,
     PostbackGone,
     PostbackRepository,
     QuotaExceeded,
+    RulesVersion,
     VersionConflict,
     quota_key,
 )
@@ -116,8 +123,12 @@ def test_update_keeps_health_written_by_the_sender(repository: PostbackRepositor
     )
     current = repository.get(created.id)
     assert current is not None
-    changed = repository.update(replace(created, enabled=False), expected_version=current.version)
+    # The API passes the postback it has just read, with the patch applied.
+    changed = repository.update(replace(current, enabled=False), expected_version=current.version)
     assert changed.consecutive_failures == 3 and changed.last_failure_reason == "gone"
+    stored = repository.get(created.id)
+    assert stored is not None and stored == changed
+    assert stored.consecutive_failures == 3 and stored.last_failure_reason == "gone" and stored.enabled is False
 
 
 def test_list_for_affiliate_reads_every_page_newest_first(repository: PostbackRepository) -> None:
@@ -129,3 +140,147 @@ def test_list_for_affiliate_reads_every_page_newest_first(repository: PostbackRe
     listed = repository.list_for_affiliate("aff-a")
     assert [p.id for p in listed] == [p.id for p in reversed(created)]
     assert repository.list_for_affiliate("aff-nobody") == []
+
+
+# The rules version item: bumped by every successful create, update and delete, in the same
+# transaction; untouched by refused writes and by the sender's health updates.
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.fixture
+def clocked() -> Iterator[tuple[PostbackRepository, WallClock]]:
+    with mock_aws():
+        PostbackModel.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        clock = WallClock()
+        yield PostbackRepository(clock=clock, sleep=lambda _seconds: None), clock
+
+
+def test_a_table_without_a_version_item_is_at_version_0(repository: PostbackRepository) -> None:
+    assert repository.rules_version() == RulesVersion(0, None)
+
+
+def test_create_update_and_delete_each_bump_the_rules_version(
+    clocked: tuple[PostbackRepository, WallClock],
+) -> None:
+    repository, clock = clocked
+    created = repository.create(postback(), limit=10)
+    assert repository.rules_version() == RulesVersion(1, clock.now)
+    repository.update(replace(created, enabled=False), expected_version=1)
+    assert repository.rules_version() == RulesVersion(2, clock.now)
+    repository.delete(created)
+    assert repository.rules_version() == RulesVersion(3, clock.now)
+
+
+def test_refused_writes_do_not_bump_the_rules_version(repository: PostbackRepository) -> None:
+    created = repository.create(postback(), limit=1)
+    repository.update(replace(created, enabled=False), expected_version=1)
+    before = repository.rules_version()
+    assert before.number == 2
+    with pytest.raises(QuotaExceeded):
+        repository.create(postback(), limit=1)
+    with pytest.raises(VersionConflict):
+        repository.update(replace(created, url="https://other.example.com/"), expected_version=1)
+    repository.delete(created)
+    after_delete = repository.rules_version()
+    with pytest.raises(PostbackGone):
+        repository.delete(created)
+    with pytest.raises(PostbackGone):
+        repository.update(created, expected_version=2)
+    assert repository.rules_version() == after_delete
+    assert after_delete.number == 3
+
+
+def test_health_updates_do_not_bump_the_rules_version_or_the_postback_version(repository: PostbackRepository) -> None:
+    created = repository.create(postback(), limit=10)
+    before = repository.rules_version()
+    health = PostbackHealthRepository()
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    assert health.record_success(created.id, at)
+    assert health.record_failure(created.id, "gone", at)
+    assert repository.rules_version() == before
+    stored = repository.get(created.id)
+    assert stored is not None and stored.version == 1 and stored.consecutive_failures == 1
+
+
+def test_the_version_item_is_not_a_postback_and_is_in_no_index(repository: PostbackRepository) -> None:
+    created = repository.create(postback(), limit=10)
+    assert repository.get(RULES_VERSION_KEY) is None
+    assert [p.id for p in repository.list_for_affiliate("aff-a")] == [created.id]
+    assert [p.id for p in repository.page_all(10, None).items] == [created.id]
+    item = PostbackModel.get(RULES_VERSION_KEY, consistent_read=True)
+    assert item.affiliate_id is None and item.listing is None and item.created_at is None
+
+
+class _Response:
+    """The part of an HTTP response botocore reads when a before-call hook short-circuits a call."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+
+
+class TransactionConflicts:
+    """Cancels the first `times` TransactWriteItems calls as DynamoDB does when another transaction
+    holds one of the items (here: the rules version item, the last of every transaction)."""
+
+    def __init__(self, times: int) -> None:
+        self.times = times
+        self.calls = 0
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> Any:
+        self.calls += 1
+        if self.calls > self.times:
+            return None
+        items = json.loads(params["body"])["TransactItems"]
+        reasons = [{"Code": "None"} for _ in items[:-1]] + [{"Code": "TransactionConflict"}]
+        return _Response(400), {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled (injected)"},
+            "CancellationReasons": reasons,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+
+@pytest.fixture
+def conflicts(clocked: tuple[PostbackRepository, WallClock]) -> Iterator[list[TransactionConflicts]]:
+    client = PostbackModel._get_connection().connection.client
+    installed: list[TransactionConflicts] = []
+
+    def hook(**kwargs: Any) -> Any:
+        return installed[0](**kwargs) if installed else None
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", hook)
+    yield installed
+    client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", hook)
+
+
+def test_a_transaction_cancelled_by_a_conflict_is_tried_again(
+    clocked: tuple[PostbackRepository, WallClock], conflicts: list[TransactionConflicts]
+) -> None:
+    repository, _ = clocked
+    created = repository.create(postback(), limit=10)
+    conflicts.append(TransactionConflicts(times=2))
+    changed = repository.update(replace(created, enabled=False), expected_version=1)
+    assert conflicts[0].calls == 3
+    assert changed.version == 2 and repository.get(created.id) == changed
+    assert repository.rules_version().number == 2
+
+
+def test_a_persistent_conflict_is_an_error_and_writes_nothing(
+    clocked: tuple[PostbackRepository, WallClock], conflicts: list[TransactionConflicts]
+) -> None:
+    repository, _ = clocked
+    created = repository.create(postback(), limit=10)
+    conflicts.append(TransactionConflicts(times=TRANSACTION_ATTEMPTS))
+    with pytest.raises(TransactWriteError):
+        repository.update(replace(created, enabled=False), expected_version=1)
+    assert conflicts[0].calls == TRANSACTION_ATTEMPTS
+    assert repository.get(created.id) == created
+    assert repository.rules_version().number == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +30,16 @@ class Clock:
         return self.now
 
 
+class WallClock:
+    """The real epoch time plus `ahead` seconds: the API stamps rules changes with the real time."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -36,6 +48,7 @@ class Stack:
     dlq_url: str
     rules_clock: Clock
     evaluator: ConversionEvaluator
+    wall_clock: WallClock = field(default_factory=WallClock)
     # Every message drained so far, per queue URL.
     drained: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -106,11 +119,40 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         dlq_url = sqs.create_queue(QueueName=defaults.evaluator_dlq)["QueueUrl"]
         # Queues given by URL (as settings allow): no GetQueueUrl in the requests a test counts.
         settings = replace(defaults, deliveries_queue=deliveries_queue_url, evaluator_dlq=dlq_url)
-        rules_clock = Clock()
-        evaluator = build_evaluator(settings, sqs_client=sqs, rules_clock=rules_clock)
+        rules_clock, wall_clock = Clock(), WallClock()
+        evaluator = build_evaluator(settings, sqs_client=sqs, rules_clock=rules_clock, rules_wall_clock=wall_clock)
         # The composition root hands the handler this evaluator (clients bound to this mock).
         monkeypatch.setattr(bootstrap, "conversion_evaluator", lambda: evaluator)
         try:
-            yield Stack(settings, sqs, deliveries_queue_url, dlq_url, rules_clock, evaluator)
+            yield Stack(settings, sqs, deliveries_queue_url, dlq_url, rules_clock, evaluator, wall_clock=wall_clock)
         finally:
             _reset_connections()
+
+
+@pytest.fixture
+def counted(stack: Stack) -> Iterator[Callable[[], Counter[str]]]:
+    """Count every AWS call of the clients the evaluator uses, after the set-up of the test."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    clients = {
+        id(client): client
+        for client in (
+            PostbackModel._get_connection().connection.client,
+            DeliveryModel._get_connection().connection.client,
+            stack.sqs,
+        )
+    }
+    for client in clients.values():
+        client.meta.events.register("before-call.*.*", record)
+
+    def snapshot() -> Counter[str]:
+        counts = Counter(calls)
+        calls.clear()
+        return counts
+
+    yield snapshot
+    for client in clients.values():
+        client.meta.events.unregister("before-call.*.*", record)

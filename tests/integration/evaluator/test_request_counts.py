@@ -1,51 +1,22 @@
 """The AWS requests of a batch are at the floor: one postbacks Query per distinct affiliate, one
-PutItem per delivery, one SendMessageBatch per ten deliveries; the rules cache removes the Query
-within its TTL."""
+PutItem per delivery, one SendMessageBatch per ten deliveries, plus one GetItem of the rules
+version; the rules cache removes the Query while the version is unchanged (see
+test_rules_version.py for changes)."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from functions.storage.models import DeliveryModel, PostbackModel
 from tests.integration.evaluator.conftest import Stack
 from tests.support.conversions import conversion, postback
 from tests.support.streams import StreamBuilder
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def counted(stack: Stack) -> Iterator[Callable[[], Counter[str]]]:
-    """Count every AWS call of the clients the evaluator uses, after the set-up of the test."""
-    calls: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        calls.append(model.name)
-
-    clients = {
-        id(client): client
-        for client in (
-            PostbackModel._get_connection().connection.client,
-            DeliveryModel._get_connection().connection.client,
-            stack.sqs,
-        )
-    }
-    for client in clients.values():
-        client.meta.events.register("before-call.*.*", record)
-
-    def snapshot() -> Counter[str]:
-        counts = Counter(calls)
-        calls.clear()
-        return counts
-
-    yield snapshot
-    for client in clients.values():
-        client.meta.events.unregister("before-call.*.*", record)
 
 
 def skewed_batch(stream: StreamBuilder, size: int, affiliates: int, prefix: str = "c") -> list[dict[str, Any]]:
@@ -74,7 +45,8 @@ def test_a_batch_makes_one_query_per_affiliate_one_put_per_delivery_and_one_send
     assert counts["Query"] == len(affiliates)
     assert counts["PutItem"] == deliveries
     assert counts["SendMessageBatch"] == math.ceil(deliveries / 10)
-    assert set(counts) == {"Query", "PutItem", "SendMessageBatch"}
+    assert counts["GetItem"] == 1  # the rules version, once per batch
+    assert set(counts) == {"Query", "PutItem", "SendMessageBatch", "GetItem"}
     assert len(stack.deliveries()) == deliveries
 
 
@@ -93,19 +65,17 @@ def test_second_batch_within_the_rules_cache_ttl_makes_no_query(
     assert second["PutItem"] == 1
 
 
-def test_batch_after_the_rules_cache_ttl_queries_again_and_sees_a_new_postback(
+def test_batch_after_the_ttl_with_an_unchanged_rules_version_makes_no_query(
     stack: Stack, counted: Callable[[], Counter[str]]
 ) -> None:
     stack.add_postback(postback("pb_1", "aff-1"))
     stream = StreamBuilder()
     stack.invoke([stream.insert(conversion(conversion_id="c-1", affiliate_id="aff-1"))])
-    stack.add_postback(postback("pb_2", "aff-1"))
-    stack.rules_clock.now += stack.settings.rules_cache_seconds
     counted()
+    stack.rules_clock.now += 100 * stack.settings.rules_cache_seconds
     stack.invoke([stream.insert(conversion(conversion_id="c-2", affiliate_id="aff-1"))])
     counts = counted()
-    assert counts["Query"] == 1
-    assert counts["PutItem"] == 2
+    assert (counts["Query"], counts["GetItem"], counts["PutItem"]) == (0, 1, 1)
 
 
 def test_retried_batch_reads_existing_deliveries_once_each(stack: Stack, counted: Callable[[], Counter[str]]) -> None:
@@ -116,5 +86,6 @@ def test_retried_batch_reads_existing_deliveries_once_each(stack: Stack, counted
     counted()
     stack.invoke(records)
     counts = counted()
-    # Each refused write costs one consistent read to learn whether the delivery still needs sending.
-    assert (counts["Query"], counts["PutItem"], counts["GetItem"], counts["SendMessageBatch"]) == (0, 3, 3, 1)
+    # Each refused write costs one consistent read to learn whether the delivery still needs sending
+    # (3 GetItem), plus the rules version (1).
+    assert (counts["Query"], counts["PutItem"], counts["GetItem"], counts["SendMessageBatch"]) == (0, 3, 4, 1)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -310,3 +311,67 @@ def stack(atomic_moto_writes: None) -> Iterator[Stack]:
     with mock_aws():
         yield Stack(sender_settings())
     set_delivery_sender(None)
+
+
+AwsCall = tuple[str, str]  # (operation, table or queue), e.g. ("UpdateItem", "postback-deliveries")
+
+
+@pytest.fixture
+def aws_calls(stack: Stack) -> Iterator[Callable[[], Counter[AwsCall]]]:
+    """Count the AWS calls of the sender's clients (before-call hooks); each snapshot clears the count.
+
+    The harness's own DeleteMessage calls (Lambda's part: deleting the successes) are left out.
+    """
+    calls: list[AwsCall] = []
+    lock = threading.Lock()
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        body = params.get("body") or b"{}"
+        request = json.loads(body) if model.metadata.get("protocol") == "json" else {}
+        target = (
+            request.get("TableName")
+            or ",".join(sorted(request.get("RequestItems", {})))
+            or str(request.get("QueueUrl", "")).rsplit("/", 1)[-1]
+        )
+        if model.name != "DeleteMessage":
+            with lock:
+                calls.append((model.name, str(target)))
+
+    clients = {
+        id(client): client
+        for client in (
+            PostbackModel._get_connection().connection.client,
+            DeliveryModel._get_connection().connection.client,
+            stack.sqs,
+        )
+    }
+    for client in clients.values():
+        client.meta.events.register("before-call.*.*", record)
+
+    def snapshot() -> Counter[AwsCall]:
+        with lock:
+            counts = Counter(calls)
+            calls.clear()
+        return counts
+
+    yield snapshot
+    for client in clients.values():
+        client.meta.events.unregister("before-call.*.*", record)
+
+
+@pytest.fixture
+def after_first_lease(stack: Stack) -> Iterator[Callable[[Callable[[], None]], None]]:
+    """Run an action once, right after the first UpdateItem on the deliveries table (a lease) returns."""
+    client = DeliveryModel._get_connection().connection.client
+    pending: list[Callable[[], None]] = []
+    lock = threading.Lock()
+
+    def hook(**_: Any) -> None:
+        with lock:
+            action = pending.pop() if pending else None
+        if action is not None:
+            action()
+
+    client.meta.events.register("after-call.dynamodb.UpdateItem", hook)
+    yield pending.append
+    client.meta.events.unregister("after-call.dynamodb.UpdateItem", hook)

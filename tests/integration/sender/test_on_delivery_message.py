@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import boto3
 import pytest
 
 from functions.core.model import DeliveryState
-from functions.storage.models import DEAD_LETTER_PARTITION
+from functions.storage.models import DEAD_LETTER_PARTITION, DeliveryModel
 
 from .conftest import Reply, Stack, sender_settings
 
@@ -341,3 +343,118 @@ def test_one_failing_delivery_does_not_make_the_others_resend(stack: Stack, make
     assert all(stack.record(i).state == DeliveryState.DELIVERED for i in ok_ids)
     assert len(good.hits) == 3
     assert stack.queue_depth() == 1
+
+
+# The AWS calls of a batch, and the postback check between the lease and the GET.
+
+
+def test_a_happy_batch_makes_two_updates_per_delivery_and_one_batch_read_of_the_postbacks(
+    stack: Stack, make_receiver, aws_calls
+) -> None:
+    first, second = make_receiver(Reply(200)), make_receiver(Reply(200))
+    stack.postback("pb_1", url=first.url())
+    stack.postback("pb_2", url=second.url())
+    for number in range(6):
+        receiver, postback_id = (first, "pb_1") if number % 2 else (second, "pb_2")
+        stack.delivery(receiver.url(f"/cb?n={number}"), postback_id=postback_id, conversion_id=f"c-{number}")
+    event = stack.receive()
+    assert len(event["Records"]) == 6
+    aws_calls()
+
+    assert stack.invoke(event) == []
+
+    # A lease and an outcome per delivery, the postbacks read once, health written once per postback
+    # (its first success); no GetItem, no SQS call (Lambda deletes the successes).
+    assert aws_calls() == Counter(
+        {
+            ("UpdateItem", "postback-deliveries"): 12,
+            ("BatchGetItem", "postbacks"): 1,
+            ("UpdateItem", "postbacks"): 2,
+        }
+    )
+    assert len(first.hits) + len(second.hits) == 6
+    assert stack.postback_item("pb_1").last_success_at is not None
+
+    for number in range(6, 10):
+        stack.delivery(first.url(f"/cb?n={number}"), conversion_id=f"c-{number}")
+    event = stack.receive()
+    aws_calls()
+
+    assert stack.invoke(event) == []
+
+    # Health is fresh and has no failures to reset: nothing to write.
+    assert aws_calls() == Counter({("UpdateItem", "postback-deliveries"): 8, ("BatchGetItem", "postbacks"): 1})
+    assert len(first.hits) == 7
+
+
+def test_health_is_written_on_success_when_it_has_failures_to_reset(stack: Stack, make_receiver) -> None:
+    receiver = make_receiver(Reply(404), Reply(200))
+    stack.postback(url=receiver.url())
+    stack.delivery(receiver.url(), conversion_id="c-1")
+    stack.run_once()
+    assert stack.postback_item().consecutive_failures == 1
+
+    stack.delivery(receiver.url(), conversion_id="c-2")
+    stack.run_once()
+
+    assert stack.postback_item().consecutive_failures == 0
+
+
+def test_a_postback_deleted_after_the_lease_but_before_the_get_cancels(
+    stack: Stack, make_receiver, after_first_lease
+) -> None:
+    receiver = make_receiver(Reply(200))
+    stack.postback(url=receiver.url())
+    delivery_id = stack.delivery(receiver.url())
+    other = boto3.client("dynamodb", region_name="us-east-1")
+    after_first_lease(lambda: other.delete_item(TableName="postbacks", Key={"postback_id": {"S": "pb_1"}}))
+
+    assert stack.run_once() == []
+
+    record = stack.record(delivery_id)
+    assert (record.state, record.reason) == (DeliveryState.CANCELLED, "postback_deleted")
+    assert record.lease_owner is None
+    assert receiver.hits == []
+
+
+def test_a_postback_disabled_after_the_lease_but_before_the_get_cancels(
+    stack: Stack, make_receiver, after_first_lease
+) -> None:
+    receiver = make_receiver(Reply(200))
+    stack.postback(url=receiver.url())
+    delivery_id = stack.delivery(receiver.url())
+    other = boto3.client("dynamodb", region_name="us-east-1")
+    after_first_lease(
+        lambda: other.update_item(
+            TableName="postbacks",
+            Key={"postback_id": {"S": "pb_1"}},
+            UpdateExpression="SET enabled = :off",
+            ExpressionAttributeValues={":off": {"BOOL": False}},
+        )
+    )
+
+    assert stack.run_once() == []
+
+    assert stack.record(delivery_id).reason == "postback_disabled"
+    assert receiver.hits == []
+
+
+def test_a_lease_refused_for_a_live_lease_leaves_the_message_for_later(stack: Stack, make_receiver) -> None:
+    receiver = make_receiver(Reply(200))
+    stack.postback(url=receiver.url())
+    delivery_id = stack.delivery(receiver.url())
+    item = stack.record(delivery_id)
+    item.update(
+        actions=[
+            DeliveryModel.state.set(DeliveryState.IN_FLIGHT.value),
+            DeliveryModel.lease_owner.set("someone-else"),
+            DeliveryModel.lease_expires_at.set(datetime.now(UTC).timestamp() + 60),
+        ]
+    )
+
+    failed = stack.run_once()
+
+    assert len(failed) == 1
+    assert receiver.hits == []
+    assert stack.visibility_requests == []
+    assert stack.record(delivery_id).lease_owner == "someone-else"

@@ -13,6 +13,7 @@ from functions.core.model import Postback, Scope, delivery_id_for
 from functions.evaluator.rules_cache import RulesCache
 from functions.evaluator.service import ConversionEvaluator
 from functions.storage.deliveries import CreateOutcome
+from functions.storage.postbacks import RulesVersion
 from functions.storage.queues import OutgoingMessage, QueueSendError
 from tests.support.conversions import conversion, postback
 from tests.support.streams import StreamBuilder, records_from, sequence_number_of
@@ -205,3 +206,77 @@ def test_one_postbacks_read_per_affiliate_per_batch() -> None:
     world.evaluator.process(records)
     assert sorted(world.postbacks.reads) == ["aff-0", "aff-1", "aff-2"]
     assert world.queue.batches == 3
+
+
+# The rules version: read once per batch with a status change, only when the cache is on; a failed
+# read is not a batch failure.
+
+
+class FakeVersions:
+    def __init__(self) -> None:
+        self.number = 0
+        self.reads = 0
+        self.failing = False
+
+    def rules_version(self) -> RulesVersion:
+        self.reads += 1
+        if self.failing:
+            raise TimeoutError("get timed out")
+        return RulesVersion(self.number, None)
+
+
+def versioned_world(ttl: float) -> tuple[World, FakeVersions, list[float]]:
+    world = World([postback("pb_1", "aff-1"), postback("pb_2", "aff-2")])
+    versions = FakeVersions()
+    now = [0.0]
+    world.evaluator = ConversionEvaluator(
+        postbacks=world.postbacks,
+        deliveries=world.deliveries,
+        deliveries_queue=world.queue,
+        dead_letter_queue=world.dlq,
+        rules_cache=RulesCache(ttl, clock=lambda: now[0]),
+        delivery_ttl_days=90,
+        clock=lambda: NOW,
+        rules_versions=versions,
+    )
+    return world, versions, now
+
+
+def test_the_version_is_read_once_per_batch_and_keeps_the_rules_while_unchanged() -> None:
+    world, versions, now = versioned_world(5)
+    stream = StreamBuilder()
+    records = [stream.insert(conversion(conversion_id=f"c-{n}", affiliate_id=f"aff-{n % 2 + 1}")) for n in range(6)]
+    world.evaluator.process(records[:3])
+    now[0] += 60
+    world.evaluator.process(records[3:])
+    assert versions.reads == 2
+    assert world.postbacks.reads == ["aff-1", "aff-2"]
+    versions.number = 1
+    world.evaluator.process([stream.insert(conversion(conversion_id="c-9", affiliate_id="aff-1"))])
+    assert world.postbacks.reads == ["aff-1", "aff-2", "aff-1"]
+    assert len(world.enqueued()) == 7
+
+
+def test_no_version_read_without_status_changes_or_with_the_cache_off() -> None:
+    world, versions, _ = versioned_world(5)
+    stream = StreamBuilder()
+    old = conversion(conversion_id="c-1", status="pending", payout=1)
+    world.evaluator.process([stream.modify(old, {**old, "payout": 2})])
+    assert versions.reads == 0
+    world, versions, _ = versioned_world(0)
+    world.evaluator.process([stream.insert(conversion(conversion_id="c-2"))])
+    world.evaluator.process([stream.insert(conversion(conversion_id="c-3"))])
+    assert versions.reads == 0
+    assert world.postbacks.reads == ["aff-1", "aff-1"]
+
+
+def test_a_failed_version_read_does_not_fail_the_batch() -> None:
+    world, versions, now = versioned_world(5)
+    stream = StreamBuilder()
+    world.evaluator.process([stream.insert(conversion(conversion_id="c-1"))])
+    versions.failing = True
+    now[0] += 60
+    result = world.evaluator.process([stream.insert(conversion(conversion_id="c-2"))])
+    assert result.failed_sequence_number is None
+    assert world.postbacks.reads == ["aff-1", "aff-1"]  # past the TTL without a version: read again
+    assert world.enqueued() == {delivery_id_for("pb_1", f"c-{n}", "approved") for n in (1, 2)}

@@ -1,4 +1,5 @@
-"""`DeliverySender.process_batch` with in-memory fakes: concurrency caps, isolation, the time guard."""
+"""`DeliverySender.process_batch` with in-memory fakes: concurrency caps, isolation, the time guard,
+the order of lease, postback check and GET, and the repository calls a batch makes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ class FakeDeliveries:
 
     def __init__(self) -> None:
         self.records: dict[str, DeliveryRecord] = {}
+        self.calls: Counter[str] = Counter()
+        self.events: list[str] = []  # "lease <id>", in order
         self._lock = threading.Lock()
 
     def add(self, delivery_id: str, host: str, state: DeliveryState = DeliveryState.PENDING) -> None:
@@ -46,24 +49,38 @@ class FakeDeliveries:
         )
 
     def get(self, delivery_id: str) -> DeliveryRecord | None:
+        self.calls["get"] += 1
         return self.records.get(delivery_id)
-
-    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]:
-        return {i: self.records[i] for i in delivery_ids if i in self.records}
 
     def acquire_lease(
         self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
     ) -> DeliveryRecord | None:
         with self._lock:
-            record = self.records[delivery_id]
-            if record.state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
+            self.calls["acquire_lease"] += 1
+            self.events.append(f"lease {delivery_id}")
+            record = self.records.get(delivery_id)
+            if record is None or record.state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
                 return None
+            if record.next_attempt_at is not None and record.next_attempt_at > format_timestamp(due_by):
+                return None
+            self.lease_seconds = lease_seconds
             record = dataclasses.replace(record, state=DeliveryState.IN_FLIGHT, lease_owner=owner)
+            self.records[delivery_id] = record
+            return record
+
+    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> DeliveryRecord | None:
+        with self._lock:
+            self.calls["release_lease"] += 1
+            record = self.records[delivery_id]
+            if record.lease_owner != owner:
+                return None
+            record = dataclasses.replace(record, state=state, lease_owner=None)
             self.records[delivery_id] = record
             return record
 
     def _finish(self, delivery_id: str, owner: str, **changes: Any) -> DeliveryRecord:
         with self._lock:
+            self.calls["finish"] += 1
             record = self.records[delivery_id]
             if record.lease_owner != owner:
                 raise LeaseLost(delivery_id)
@@ -111,13 +128,56 @@ class FakeDeliveries:
 
 
 class FakePostbacks:
-    def __init__(self, enabled: bool = True) -> None:
+    """Postbacks that exist (enabled or not) unless `deleted`; every read is recorded, with the leases."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        deleted: frozenset[str] = frozenset(),
+        last_success_at: str | None = None,
+        consecutive_failures: int = 0,
+        events: list[str] | None = None,
+    ) -> None:
         self.enabled = enabled
+        self.deleted = deleted
+        self.last_success_at = last_success_at
+        self.consecutive_failures = consecutive_failures
+        self.calls: Counter[str] = Counter()
+        self.batch_reads: list[list[str]] = []
+        self.events = events if events is not None else []
+
+    def _postback(self, postback_id: str) -> Postback | None:
+        if postback_id in self.deleted:
+            return None
+        return Postback(
+            postback_id,
+            "aff-1",
+            Scope.GLOBAL,
+            (),
+            (),
+            ("sale",),
+            ("approved",),
+            "https://x/",
+            self.enabled,
+            "",
+            "",
+            1,
+            last_success_at=self.last_success_at,
+            consecutive_failures=self.consecutive_failures,
+        )
 
     def get(self, postback_id: str) -> Postback | None:
-        return Postback(
-            postback_id, "aff-1", Scope.GLOBAL, (), (), ("sale",), ("approved",), "https://x/", self.enabled, "", "", 1
-        )
+        self.calls["get"] += 1
+        self.events.append(f"postback {postback_id}")
+        return self._postback(postback_id)
+
+    def get_many(self, postback_ids: list[str]) -> dict[str, Postback]:
+        self.calls["get_many"] += 1
+        self.batch_reads.append(list(postback_ids))
+        self.events.append("postbacks " + ",".join(postback_ids))
+        found = {postback_id: self._postback(postback_id) for postback_id in postback_ids}
+        return {postback_id: postback for postback_id, postback in found.items() if postback is not None}
 
 
 @dataclass
@@ -147,7 +207,14 @@ class Outcome:
 class FakeHttp:
     """Answers 200 (or `status_for[host]`) after `delay`, recording the peak concurrency per host."""
 
-    def __init__(self, delay: float = 0.05, status_for: dict[str, int] | None = None, explode: str | None = None):
+    def __init__(
+        self,
+        delay: float = 0.05,
+        status_for: dict[str, int] | None = None,
+        explode: str | None = None,
+        events: list[str] | None = None,
+    ):
+        self.events = events if events is not None else []
         self.delay = delay
         self.status_for = status_for or {}
         self.explode = explode
@@ -163,6 +230,7 @@ class FakeHttp:
             raise RuntimeError("client bug")
         with self._lock:
             self.calls.append(url)
+            self.events.append(f"get {url}")
             self._active[host] += 1
             self.peak[host] = max(self.peak[host], self._active[host])
             self.peak_total = max(self.peak_total, sum(self._active.values()))
@@ -324,3 +392,195 @@ def test_a_terminal_answer_dead_letters_with_history_and_flags_health() -> None:
     assert (dead["delivery_id"], dead["reason"], dead["last_status_code"]) == ("a", "http_403", 403)
     assert len(dead["attempts"]) == 1
     assert health.failures == [("pb_1", "http_403")]
+
+
+# The order of the steps and the repository calls of a batch.
+
+
+def test_all_leases_come_before_one_batch_read_of_the_postbacks_which_comes_before_any_get() -> None:
+    deliveries = FakeDeliveries()
+    ids = [f"d{i}" for i in range(6)]
+    for i in ids:
+        deliveries.add(i, "tracker.example")
+    deliveries.records["d5"] = dataclasses.replace(deliveries.records["d5"], postback_id="pb_2")
+    postbacks = FakePostbacks(events=deliveries.events)
+    http = FakeHttp(delay=0, events=deliveries.events)
+
+    failed = sender(deliveries, http, FakeQueue(), postbacks=postbacks).process_batch(messages(ids))
+
+    assert failed == []
+    kinds = [event.split(" ")[0] for event in deliveries.events]
+    assert kinds == ["lease"] * 6 + ["postbacks"] + ["get"] * 6
+    assert postbacks.batch_reads == [["pb_1", "pb_2"]]  # each distinct postback once
+    assert postbacks.calls == Counter({"get_many": 1})  # no read per delivery
+    assert deliveries.calls == Counter({"acquire_lease": 6, "finish": 6})  # the lease returns the record
+
+
+def test_a_postback_deleted_before_the_batch_read_cancels_without_a_get() -> None:
+    deliveries = FakeDeliveries()
+    deliveries.add("a", "tracker.example")
+    http = FakeHttp(delay=0)
+
+    failed = sender(deliveries, http, FakeQueue(), postbacks=FakePostbacks(deleted=frozenset({"pb_1"}))).process_batch(
+        messages(["a"])
+    )
+
+    assert failed == []
+    assert http.calls == []
+    assert (deliveries.records["a"].state, deliveries.records["a"].reason) == (
+        DeliveryState.CANCELLED,
+        "postback_deleted",
+    )
+
+
+class DisabledAfterTheBatchRead(FakePostbacks):
+    """The batch read sees the postback enabled; any later read sees it disabled."""
+
+    def get(self, postback_id: str) -> Postback | None:
+        self.enabled = False
+        return super().get(postback_id)
+
+
+def test_a_get_that_waited_past_the_recheck_reads_its_postback_again() -> None:
+    deliveries = FakeDeliveries()
+    deliveries.add("a", "tracker.example")
+    http = FakeHttp(delay=0)
+    postbacks = DisabledAfterTheBatchRead()
+    ticks = iter([0.0, 5.0])  # the batch read at 0 s; the GET would start 5 s later
+
+    failed = sender(deliveries, http, FakeQueue(), postbacks=postbacks, monotonic=lambda: next(ticks)).process_batch(
+        messages(["a"])
+    )
+
+    assert failed == []
+    assert http.calls == []
+    assert postbacks.calls == Counter({"get_many": 1, "get": 1})
+    assert deliveries.records["a"].reason == "postback_disabled"
+
+
+def test_a_get_right_after_the_batch_read_does_not_read_its_postback_again() -> None:
+    deliveries = FakeDeliveries()
+    deliveries.add("a", "tracker.example")
+    postbacks = DisabledAfterTheBatchRead()
+    ticks = iter([0.0, 0.2])
+
+    failed = sender(
+        deliveries, FakeHttp(delay=0), FakeQueue(), postbacks=postbacks, monotonic=lambda: next(ticks)
+    ).process_batch(messages(["a"]))
+
+    assert failed == []
+    assert postbacks.calls == Counter({"get_many": 1})
+    assert deliveries.records["a"].state is DeliveryState.DELIVERED
+
+
+def test_a_message_for_an_unknown_delivery_goes_to_the_dlq() -> None:
+    deliveries = FakeDeliveries()
+    queue = FakeQueue()
+
+    failed = sender(deliveries, FakeHttp(delay=0), queue).process_batch(messages(["ghost"]))
+
+    assert failed == []
+    [dead] = queue.sent
+    assert (dead["reason"], dead["delivery_id"]) == ("unknown_delivery", "ghost")
+
+
+def test_a_delivery_not_yet_due_hides_its_message_for_the_rest_of_the_wait() -> None:
+    deliveries = FakeDeliveries()
+    deliveries.add("a", "tracker.example", DeliveryState.RETRYING)
+    later = format_timestamp(NOW.replace(minute=2))
+    deliveries.records["a"] = dataclasses.replace(deliveries.records["a"], next_attempt_at=later)
+    queue = FakeQueue()
+    http = FakeHttp(delay=0)
+
+    failed = sender(deliveries, http, queue).process_batch(messages(["a"]))
+
+    assert failed == ["m-a"]
+    assert http.calls == []
+    assert queue.visibility == [("r-a", 120)]
+    assert deliveries.records["a"].state is DeliveryState.RETRYING
+
+
+def test_a_lease_taken_but_not_used_is_given_back_when_time_runs_out_waiting_for_a_slot() -> None:
+    deliveries = FakeDeliveries()
+    deliveries.add("a", "tracker.example")
+    deliveries.add("b", "tracker.example")
+    queue = FakeQueue()
+    http = FakeHttp(delay=0.05)
+    calls = iter([60_000, 60_000, 60_000])  # two leases and the first GET; then the invocation is nearly over
+
+    failed = sender(deliveries, http, queue, per_host_concurrency=1, request_deadline_seconds=10).process_batch(
+        messages(["a", "b"]), remaining_ms=lambda: next(calls, 1_000)
+    )
+
+    assert len(http.calls) == 1
+    states = sorted(record.state.value for record in deliveries.records.values())
+    assert states == [DeliveryState.DELIVERED.value, DeliveryState.PENDING.value]
+    [waiting] = [i for i, record in deliveries.records.items() if record.state is DeliveryState.PENDING]
+    assert deliveries.records[waiting].lease_owner is None
+    assert failed == [f"m-{waiting}"]
+    assert queue.visibility == [(f"r-{waiting}", 0)]
+    assert deliveries.calls["release_lease"] == 1
+
+
+def test_the_lease_covers_the_waves_a_host_may_wait_for() -> None:
+    deliveries = FakeDeliveries()
+    ids = [f"d{i}" for i in range(5)]
+    for i in ids:
+        deliveries.add(i, "tracker.example")
+
+    sender(
+        deliveries,
+        FakeHttp(delay=0),
+        FakeQueue(),
+        per_host_concurrency=2,
+        lease_seconds=30,
+        request_deadline_seconds=10,
+    ).process_batch(messages(ids))
+
+    assert deliveries.lease_seconds == 30 + 2 * 10  # three waves of two: two GET deadlines of waiting at most
+
+
+@pytest.mark.parametrize(
+    ("last_success_at", "consecutive_failures", "writes"),
+    [
+        (None, 0, 1),  # first success
+        (format_timestamp(NOW), 0, 0),  # just now
+        (format_timestamp(NOW.replace(hour=9, minute=59, second=30)), 0, 0),  # 30 s ago
+        (format_timestamp(NOW.replace(hour=9, minute=58)), 0, 1),  # 2 min ago
+        (format_timestamp(NOW), 2, 1),  # failures to reset
+    ],
+)
+def test_health_is_written_on_success_only_when_it_changes_and_once_per_postback_per_batch(
+    last_success_at: str | None, consecutive_failures: int, writes: int
+) -> None:
+    deliveries = FakeDeliveries()
+    ids = [f"d{i}" for i in range(4)]
+    for i in ids:
+        deliveries.add(i, "tracker.example")
+    health = FakeHealth()
+    postbacks = FakePostbacks(last_success_at=last_success_at, consecutive_failures=consecutive_failures)
+
+    failed = sender(deliveries, FakeHttp(delay=0), FakeQueue(), postbacks=postbacks, health=health).process_batch(
+        messages(ids)
+    )
+
+    assert failed == []
+    assert health.successes == ["pb_1"] * writes
+
+
+def test_a_failure_is_always_written_to_health() -> None:
+    deliveries = FakeDeliveries()
+    for i in ("a", "b"):
+        deliveries.add(i, "tracker.example")
+    health = FakeHealth()
+
+    sender(
+        deliveries,
+        FakeHttp(delay=0, status_for={"tracker.example": 410}),
+        FakeQueue(),
+        postbacks=FakePostbacks(last_success_at=format_timestamp(NOW)),
+        health=health,
+    ).process_batch(messages(["a", "b"]))
+
+    assert health.failures == [("pb_1", "gone"), ("pb_1", "gone")]
+    assert health.successes == []

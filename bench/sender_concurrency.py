@@ -34,15 +34,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.counting import RequestCounter, forget_cached_clients
 from bench.report import BenchmarkResult, Row
 from bench.stats import median, ratio
-from functions.core.model import DeliveryState, Postback, Scope, delivery_id_for, format_timestamp, utc_now
-
-if TYPE_CHECKING:
-    from functions.storage.delivery_attempts import AttemptRecord, DeliveryRecord
+from functions.core.model import (
+    Attempt,
+    Delivery,
+    DeliveryState,
+    Postback,
+    Scope,
+    delivery_id_for,
+    format_timestamp,
+    utc_now,
+)
 
 HANDLER = "functions.sender.handler.on_delivery_message"
 RECEIVER_DELAY_SECONDS = 0.2
@@ -100,16 +106,16 @@ class InMemoryDeliveries:
         from functions.storage.delivery_attempts import LeaseLost
 
         self._lease_lost = LeaseLost
-        self.records: dict[str, DeliveryRecord] = {}
+        self.records: dict[str, Delivery] = {}
         self._lock = threading.Lock()
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, delivery_id: str) -> Delivery | None:
         with self._lock:
             return self.records.get(delivery_id)
 
     def acquire_lease(
         self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> DeliveryRecord | None:
+    ) -> Delivery | None:
         with self._lock:
             record = self.records.get(delivery_id)
             if record is None:
@@ -129,7 +135,7 @@ class InMemoryDeliveries:
             self.records[delivery_id] = record
             return record
 
-    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> DeliveryRecord | None:
+    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None:
         with self._lock:
             record = self.records[delivery_id]
             if record.lease_owner != owner:
@@ -138,9 +144,7 @@ class InMemoryDeliveries:
             self.records[delivery_id] = record
             return record
 
-    def _finish(
-        self, delivery_id: str, owner: str, now: datetime, attempt: AttemptRecord | None, **changes: Any
-    ) -> DeliveryRecord:
+    def _finish(self, delivery_id: str, owner: str, now: datetime, attempt: Attempt | None, **changes: Any) -> Delivery:
         with self._lock:
             record = self.records[delivery_id]
             if record.lease_owner != owner:
@@ -158,17 +162,17 @@ class InMemoryDeliveries:
             self.records[delivery_id] = record
             return record
 
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord:
+    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
         return self._finish(delivery_id, owner, now, None, state=DeliveryState.CANCELLED, reason=reason)
 
-    def record_delivered(self, delivery_id: str, owner: str, attempt: AttemptRecord, now: datetime) -> DeliveryRecord:
+    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery:
         return self._finish(
             delivery_id, owner, now, attempt, state=DeliveryState.DELIVERED, delivered_at=format_timestamp(now)
         )
 
     def record_retry(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, next_attempt_at: datetime, now: datetime
-    ) -> DeliveryRecord:
+        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
+    ) -> Delivery:
         return self._finish(
             delivery_id,
             owner,
@@ -179,8 +183,8 @@ class InMemoryDeliveries:
         )
 
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, reason: str, now: datetime
-    ) -> DeliveryRecord:
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+    ) -> Delivery:
         return self._finish(
             delivery_id,
             owner,
@@ -300,7 +304,6 @@ def _run_in_memory(servers: list[SlowReceiver], runs: int) -> dict[str, Any]:
     from functions.sender.http_client import PinnedHttpClient
     from functions.sender.service import DeliverySender, IncomingMessage
     from functions.settings import load_settings
-    from functions.storage.delivery_attempts import DeliveryRecord
 
     settings = load_settings()
     deliveries = InMemoryDeliveries()
@@ -327,7 +330,7 @@ def _run_in_memory(servers: list[SlowReceiver], runs: int) -> dict[str, Any]:
         batch = []
         for index, host, url in _urls(servers, size, hosts, "mem"):
             delivery_id = delivery_id_for(f"pb_benchsender{index}", f"cv-{uuid.uuid4().hex}", "approved")
-            deliveries.records[delivery_id] = DeliveryRecord(
+            deliveries.records[delivery_id] = Delivery(
                 delivery_id=delivery_id,
                 postback_id=f"pb_benchsender{index}",
                 affiliate_id=f"aff-sender-{index}",

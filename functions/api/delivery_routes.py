@@ -46,10 +46,10 @@ from functions.api.schemas import (
 )
 from functions.api.service import field_name
 from functions.core.conversion import normalise_status
-from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN
+from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, Delivery
 from functions.core.rendering import RenderError
 from functions.core.validation import FieldError, ValidationFailed
-from functions.storage.delivery_attempts import PAGE_KEY_ATTRIBUTES, DeliveryRecord
+from functions.storage.delivery_attempts import PAGE_KEY_ATTRIBUTES
 
 if TYPE_CHECKING:
     # Annotations only: the sender's stack (urllib3) is loaded by the test fire when it runs.
@@ -59,7 +59,7 @@ REQUIRED_ATTRIBUTES = ("conversion_id", "offer_id", "conversion_type", "status")
 MAX_ATTRIBUTE_LENGTH = 1024
 
 
-def delivery_out(record: DeliveryRecord) -> DeliveryOut:
+def delivery_out(record: Delivery) -> DeliveryOut:
     return DeliveryOut(
         id=record.delivery_id,
         conversion_id=record.conversion_id,

@@ -27,8 +27,8 @@ from functions.cli.dlq import QueueStats, RedriveReport
 from functions.cli.output import Progress, format_age, render_json, render_table
 from functions.cli.pacing import Pacer, RateArgumentError, parse_rate
 from functions.cli.timeargs import TimeArgumentError, parse_time
-from functions.core.model import utc_now
-from functions.core.redrive import ConversionDeadLetterEntry, DeadLetterEntry, DeadLetterFilter, DeliveryRecord
+from functions.core.model import Delivery, utc_now
+from functions.core.redrive import ConversionDeadLetterEntry, DeadLetterEntry, DeadLetterFilter
 from functions.settings import Settings, SettingsError, load_settings
 from functions.storage.queues import Queue
 from functions.storage.redrive import DeliveryRedriveRepository
@@ -389,10 +389,10 @@ def _conversion_show_text(entry: ConversionDeadLetterEntry, as_dict: dict[str, A
     return "\n".join(lines)
 
 
-def _record_dict(record: DeliveryRecord) -> dict[str, Any]:
+def _record_dict(record: Delivery) -> dict[str, Any]:
     return {
         "delivery_id": record.delivery_id,
-        "state": record.state,
+        "state": record.state.value,
         "reason": record.reason,
         "affiliate_id": record.affiliate_id,
         "postback_id": record.postback_id,
@@ -405,7 +405,7 @@ def _record_dict(record: DeliveryRecord) -> dict[str, Any]:
         "next_attempt_at": record.next_attempt_at,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
-        "attempts": list(record.attempts),
+        "attempts": [attempt.logged() for attempt in record.attempts],
     }
 
 
@@ -515,7 +515,9 @@ class Command:
                 file=self.stderr,
             )
             return EXIT_FAILURE
-        attempts = list(record.attempts) if record is not None else list(entry.attempts if entry else ())
+        attempts = (
+            [a.logged() for a in record.attempts] if record is not None else list(entry.attempts if entry else ())
+        )
         value: dict[str, Any] = {
             "in_dlq": entry is not None,
             "message": _delivery_entry_dict(entry) if entry is not None else None,
@@ -529,7 +531,7 @@ class Command:
             lines.append("in DLQ: no (the delivery record is shown)")
         if record is not None:
             lines += [
-                f"state: {record.state}",
+                f"state: {record.state.value}",
                 f"record reason: {record.reason}",
                 f"redrive count: {record.redrive_count}",
                 f"created at: {record.created_at}",

@@ -18,12 +18,11 @@ from functions.cli.output import Progress
 from functions.cli.pacing import Pacer
 from functions.cli.scanning import QueueScan
 from functions.core.messages import delivery_message
-from functions.core.model import utc_now
+from functions.core.model import Delivery, utc_now
 from functions.core.redrive import (
     Action,
     DeadLetterEntry,
     DeadLetterFilter,
-    DeliveryRecord,
     decide_for_message,
     decide_for_record,
     parse_delivery_dead_letter,
@@ -65,7 +64,7 @@ class Enqueuer:
         self._clock = clock
         self._on_step = on_step
 
-    def enqueue(self, record: DeliveryRecord, token: str) -> None:
+    def enqueue(self, record: Delivery, token: str) -> None:
         self._pacer.wait()
         self._queue.send(
             delivery_message(record.delivery_id),
@@ -119,7 +118,7 @@ class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
             status_code,
         )
 
-    def record(self, delivery_id: str) -> DeliveryRecord | None:
+    def record(self, delivery_id: str) -> Delivery | None:
         return self._repository.get(delivery_id)
 
     def redrive(
@@ -233,7 +232,7 @@ class Recovery:
         )
 
     @staticmethod
-    def _distinct(records: Iterable[DeliveryRecord]) -> Iterator[DeliveryRecord]:
+    def _distinct(records: Iterable[Delivery]) -> Iterator[Delivery]:
         """Each delivery once (the index may list one in both partitions)."""
         seen: set[str] = set()
         for record in records:
@@ -241,8 +240,8 @@ class Recovery:
                 seen.add(record.delivery_id)
                 yield record
 
-    def _recover_one(self, candidate: DeliveryRecord, enqueuer: Enqueuer, dry_run: bool) -> Outcome:
-        record: DeliveryRecord | None = candidate
+    def _recover_one(self, candidate: Delivery, enqueuer: Enqueuer, dry_run: bool) -> Outcome:
+        record: Delivery | None = candidate
         for _ in range(MAX_CLAIM_ROUNDS):
             if record is None:
                 return Outcome(candidate.delivery_id, None, "skipped", "the record is gone")

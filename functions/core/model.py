@@ -10,10 +10,11 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 CONVERSION_STATUSES: tuple[str, ...] = (
     "approved",
@@ -68,6 +69,76 @@ class Postback:
     consecutive_failures: int = 0
     last_failure_reason: str | None = None
     last_failure_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a delivery, as logged on the delivery record (design.md, Sender)."""
+
+    number: int
+    at: str
+    outcome: str  # functions.core.classification.OutcomeClass value
+    duration_ms: int | None = None
+    status_code: int | None = None
+    error: str | None = None
+    resolved_address: str | None = None
+    retry_after: str | None = None
+    location: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: str | None = None
+    test: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, unset ones as None (the shape of the dead-letter message body)."""
+        return asdict(self)
+
+    def logged(self) -> dict[str, Any]:
+        """The fields as stored on the record: unset ones and a false `test` are left out."""
+        values = {key: value for key, value in self.to_dict().items() if value is not None}
+        if not self.test:
+            values.pop("test", None)
+        return values
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery record: what the evaluator wrote, the sender's schedule and log, the redrive marks."""
+
+    delivery_id: str
+    postback_id: str
+    affiliate_id: str
+    conversion_id: str
+    conversion_status: str  # the status that fired it
+    url: str  # rendered at match time; never logged (it carries click data)
+    target_host: str
+    state: DeliveryState
+    created_at: str
+    updated_at: str
+    previous_status: str | None = None
+    offer_id: str | None = None
+    reason: str | None = None
+    is_test: bool = False
+    attempts: tuple[Attempt, ...] = ()
+    # Attempts of the current schedule (a redrive starts a new schedule; history is kept).
+    cycle_attempts: int = 0
+    schedule_started_at: str | None = None
+    next_attempt_at: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None  # epoch seconds
+    enqueued_at: str | None = None
+    delivered_at: str | None = None
+    dead_lettered_at: str | None = None
+    dead_letter_partition: str | None = None
+    redrive_count: int = 0
+    redrive_token: str | None = None
+    expires_at: int | None = None  # TTL, epoch seconds
+
+    @property
+    def last_status_code(self) -> int | None:
+        for attempt in reversed(self.attempts):
+            if attempt.status_code is not None:
+                return attempt.status_code
+        return None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from functions.core.model import DeliveryState, format_timestamp, parse_timestamp
+from functions.core.model import Delivery, DeliveryState, format_timestamp, parse_timestamp
 
 DEAD_PARTITION = "dead"
 REDRIVING_PARTITION = "redriving"
@@ -437,44 +437,11 @@ class DeadLetterFilter:
         """Evaluator DLQ: affiliate, reason and time apply (a record has no postback or status code)."""
         return self._affiliate_and_reason_match(entry.affiliate_id, entry.reason) and self._time_matches(entry.at)
 
-    def matches_record(self, record: DeliveryRecord) -> bool:
+    def matches_record(self, record: Delivery) -> bool:
         """Deliveries table (recover): affiliate, postback, reason, status code; time is the index range."""
         return self._affiliate_and_reason_match(record.affiliate_id, record.reason) and self._delivery_fields_match(
             record.postback_id, record.last_status_code
         )
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """The part of a delivery record the on-call tools read."""
-
-    delivery_id: str
-    affiliate_id: str
-    postback_id: str
-    conversion_id: str
-    conversion_status: str
-    target_host: str
-    state: str
-    reason: str | None
-    attempts: tuple[dict[str, Any], ...]
-    cycle_attempts: int
-    redrive_count: int
-    redrive_token: str | None
-    dead_letter_partition: str | None
-    dead_lettered_at: str | None
-    lease_expires_at: float | None
-    enqueued_at: str | None
-    next_attempt_at: str | None
-    created_at: str
-    updated_at: str
-
-    @property
-    def last_status_code(self) -> int | None:
-        for attempt in reversed(self.attempts):
-            code = _status_code(attempt.get("status_code"))
-            if code is not None:
-                return code
-        return None
 
 
 class Action(StrEnum):
@@ -494,7 +461,7 @@ class Decision:
     why: str
 
 
-def decide_for_message(entry: DeadLetterEntry, record: DeliveryRecord | None, now_epoch: float) -> Decision:
+def decide_for_message(entry: DeadLetterEntry, record: Delivery | None, now_epoch: float) -> Decision:
     """What a redrive does with one deliveries-DLQ message, given the record as read just now."""
     if not entry.kind.redrivable:
         what = "body names no delivery" if entry.kind is MessageKind.MALFORMED_MESSAGE else "no record of its delivery"
@@ -523,7 +490,7 @@ def decide_for_message(entry: DeadLetterEntry, record: DeliveryRecord | None, no
     return Decision(Action.SKIP_UNREADABLE, f"unknown delivery state {record.state!r}")
 
 
-def decide_for_record(record: DeliveryRecord, now: datetime, abandoned_after_seconds: float) -> Decision:
+def decide_for_record(record: Delivery, now: datetime, abandoned_after_seconds: float) -> Decision:
     """What a recovery from the deliveries table does with one record of the `by_dead_letter` index."""
     if record.dead_letter_partition == REDRIVING_PARTITION:
         if record.state != DeliveryState.PENDING:

@@ -62,8 +62,10 @@ from functions.core.egress import InvalidUrl, parse_target
 from functions.core.messages import dead_letter_attributes, dead_letter_message, delivery_id_of
 from functions.core.model import (
     TERMINAL_STATES,
+    Attempt,
     Conversion,
     ConversionChange,
+    Delivery,
     DeliveryState,
     Postback,
     delivery_id_for,
@@ -76,12 +78,7 @@ from functions.core.rendering import placeholder_values, render_url
 from functions.core.schedule import RetryPolicy, Uniform, decide_retry, parse_retry_after
 from functions.sender.http_client import PinnedHttpClient
 from functions.settings import Settings, load_settings
-from functions.storage.delivery_attempts import (
-    AttemptRecord,
-    DeliveryAttemptRepository,
-    DeliveryRecord,
-    LeaseLost,
-)
+from functions.storage.delivery_attempts import DeliveryAttemptRepository, LeaseLost
 from functions.storage.models import DeliveryModel, PostbackModel
 from functions.storage.postback_health import PostbackHealthError, PostbackHealthRepository, success_changes_health
 from functions.storage.postbacks import PostbackRepository
@@ -126,23 +123,19 @@ class HttpGetter(Protocol):
 class DeliveryStore(Protocol):
     """What the sender needs of the deliveries table (`DeliveryAttemptRepository`)."""
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+    def get(self, delivery_id: str) -> Delivery | None: ...
     def acquire_lease(
         self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> DeliveryRecord | None: ...
-    def release_lease(
-        self, delivery_id: str, owner: str, state: DeliveryState, now: datetime
-    ) -> DeliveryRecord | None: ...
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord: ...
-    def record_delivered(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, now: datetime
-    ) -> DeliveryRecord: ...
+    ) -> Delivery | None: ...
+    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None: ...
+    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery: ...
+    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery: ...
     def record_retry(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, next_attempt_at: datetime, now: datetime
-    ) -> DeliveryRecord: ...
+        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
+    ) -> Delivery: ...
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, reason: str, now: datetime
-    ) -> DeliveryRecord: ...
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+    ) -> Delivery: ...
 
 
 class HealthStore(Protocol):
@@ -406,7 +399,7 @@ class DeliverySender:
     def _conclude(
         self,
         message: IncomingMessage,
-        record: DeliveryRecord,
+        record: Delivery,
         owner: str,
         started: datetime,
         outcome: HttpOutcomeView,
@@ -417,7 +410,7 @@ class DeliverySender:
         finished = self._clock()
         retry_after_raw = header(outcome.headers, "Retry-After")
         number = len(record.attempts) + 1
-        base = AttemptRecord(
+        base = Attempt(
             number=number,
             at=format_timestamp(started),
             outcome=classification.outcome.value,
@@ -469,9 +462,9 @@ class DeliverySender:
 
     def _dead_letter(
         self,
-        record: DeliveryRecord,
+        record: Delivery,
         owner: str,
-        attempt: AttemptRecord,
+        attempt: Attempt,
         reason: str,
         now: datetime,
         classification: Classification,
@@ -530,8 +523,8 @@ class DeliverySender:
             logger.warning("health of postback %s not updated", postback_id, exc_info=True)
 
 
-def _with_next(attempt: AttemptRecord, next_attempt_at: str) -> AttemptRecord:
-    return AttemptRecord(**(attempt.to_dict() | {"next_attempt_at": next_attempt_at}))
+def _with_next(attempt: Attempt, next_attempt_at: str) -> Attempt:
+    return Attempt(**(attempt.to_dict() | {"next_attempt_at": next_attempt_at}))
 
 
 @dataclass(frozen=True)
@@ -539,7 +532,7 @@ class _Lease:
     """A delivery this worker holds the lease on: the record as the lease wrote it."""
 
     message: IncomingMessage
-    record: DeliveryRecord
+    record: Delivery
     owner: str
 
 
@@ -697,7 +690,7 @@ class PostbackTestFire:
         started = self._clock()
         outcome = self._http.get(url)
         classification = classify(outcome.status_code, outcome.error)
-        attempt = AttemptRecord(
+        attempt = Attempt(
             number=1,
             at=format_timestamp(started),
             outcome=classification.outcome.value,

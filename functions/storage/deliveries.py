@@ -14,14 +14,14 @@ retries and flip-flops, so the extra read stays off the common path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pynamodb.exceptions import PutError
 
 from functions.core.matching import PlannedDelivery
-from functions.core.model import DeliveryState, format_timestamp
+from functions.core.model import Delivery, DeliveryState, format_timestamp
+from functions.storage.delivery_records import delivery_from_item
 from functions.storage.models import DeliveryModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
@@ -33,45 +33,6 @@ class CreateOutcome(StrEnum):
     EXISTS_PENDING = "exists_pending"
     # The delivery existed and the sender has taken it (or it is finished): nothing to do.
     EXISTS_HANDLED = "exists_handled"
-
-
-@dataclass(frozen=True)
-class StoredDelivery:
-    delivery_id: str
-    postback_id: str
-    affiliate_id: str
-    conversion_id: str
-    conversion_status: str
-    previous_status: str | None
-    offer_id: str | None
-    url: str
-    target_host: str
-    state: DeliveryState
-    attempt_count: int
-    cycle_attempts: int
-    created_at: str
-    updated_at: str
-    expires_at: int
-
-
-def _stored(item: DeliveryModel) -> StoredDelivery:
-    return StoredDelivery(
-        delivery_id=item.delivery_id,
-        postback_id=item.postback_id,
-        affiliate_id=item.affiliate_id,
-        conversion_id=item.conversion_id,
-        conversion_status=item.conversion_status,
-        previous_status=item.previous_status,
-        offer_id=item.offer_id,
-        url=item.url,
-        target_host=item.target_host,
-        state=DeliveryState(item.state),
-        attempt_count=len(item.attempts or []),
-        cycle_attempts=int(item.cycle_attempts or 0),
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-        expires_at=int(item.expires_at),
-    )
 
 
 class DeliveryRepository:
@@ -111,9 +72,9 @@ class DeliveryRepository:
             return CreateOutcome.EXISTS_HANDLED
         return CreateOutcome.CREATED
 
-    def get(self, delivery_id: str, consistent: bool = True) -> StoredDelivery | None:
+    def get(self, delivery_id: str, consistent: bool = True) -> Delivery | None:
         try:
             item = self._model.get(delivery_id, consistent_read=consistent)
         except self._model.DoesNotExist:
             return None
-        return _stored(item)
+        return delivery_from_item(item)

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from pynamodb.exceptions import PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from functions.core.model import DeliveryState, format_timestamp
-from functions.storage.models import DEAD_LETTER_PARTITION, AttemptMap, DeliveryModel
+from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
+from functions.storage.delivery_records import attempt_to_map, delivery_from_item
+from functions.storage.models import DEAD_LETTER_PARTITION, DeliveryModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 
@@ -49,118 +49,15 @@ class DeliveryAlreadyExists(Exception):
     """A delivery with this ID is already recorded."""
 
 
-@dataclass(frozen=True)
-class AttemptRecord:
-    number: int
-    at: str
-    outcome: str  # functions.core.classification.OutcomeClass value
-    duration_ms: int | None = None
-    status_code: int | None = None
-    error: str | None = None
-    resolved_address: str | None = None
-    retry_after: str | None = None
-    location: str | None = None
-    response_excerpt: str | None = None
-    next_attempt_at: str | None = None
-    test: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    delivery_id: str
-    postback_id: str
-    affiliate_id: str
-    conversion_id: str
-    conversion_status: str
-    url: str
-    target_host: str
-    state: DeliveryState
-    created_at: str
-    updated_at: str
-    reason: str | None = None
-    is_test: bool = False
-    attempts: tuple[AttemptRecord, ...] = ()
-    cycle_attempts: int = 0
-    schedule_started_at: str | None = None
-    next_attempt_at: str | None = None
-    lease_owner: str | None = None
-    lease_expires_at: float | None = None
-    delivered_at: str | None = None
-    dead_lettered_at: str | None = None
-
-    @property
-    def last_status_code(self) -> int | None:
-        for attempt in reversed(self.attempts):
-            if attempt.status_code is not None:
-                return attempt.status_code
-        return None
-
-
 # The start key of a page of the `by_postback` index: these attributes, string values.
 PAGE_KEY_ATTRIBUTES = frozenset({"delivery_id", "postback_id", "created_at"})
 
 
 @dataclass(frozen=True)
 class DeliveryPage:
-    items: tuple[DeliveryRecord, ...]
+    items: tuple[Delivery, ...]
     # Where the next page starts (PAGE_KEY_ATTRIBUTES); None on the last page.
     last_key: dict[str, str] | None
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _attempt_from_map(item: AttemptMap) -> AttemptRecord:
-    return AttemptRecord(
-        number=int(item.number),
-        at=item.at,
-        outcome=item.outcome,
-        duration_ms=_optional_int(item.duration_ms),
-        status_code=_optional_int(item.status_code),
-        error=item.error,
-        resolved_address=item.resolved_address,
-        retry_after=item.retry_after,
-        location=item.location,
-        response_excerpt=item.response_excerpt,
-        next_attempt_at=item.next_attempt_at,
-        test=bool(item.test),
-    )
-
-
-def _attempt_to_map(attempt: AttemptRecord) -> AttemptMap:
-    values = {key: value for key, value in attempt.to_dict().items() if value is not None}
-    if not attempt.test:
-        values.pop("test", None)
-    return AttemptMap(**values)  # type: ignore[no-untyped-call]
-
-
-def to_record(item: DeliveryModel) -> DeliveryRecord:
-    return DeliveryRecord(
-        delivery_id=item.delivery_id,
-        postback_id=item.postback_id,
-        affiliate_id=item.affiliate_id,
-        conversion_id=item.conversion_id,
-        conversion_status=item.conversion_status,
-        url=item.url,
-        target_host=item.target_host,
-        state=DeliveryState(item.state),
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-        reason=item.reason,
-        is_test=bool(item.is_test),
-        attempts=tuple(_attempt_from_map(attempt) for attempt in item.attempts or ()),
-        cycle_attempts=int(item.cycle_attempts or 0),
-        schedule_started_at=item.schedule_started_at,
-        next_attempt_at=item.next_attempt_at,
-        lease_owner=item.lease_owner,
-        lease_expires_at=None if item.lease_expires_at is None else float(item.lease_expires_at),
-        delivered_at=item.delivered_at,
-        dead_lettered_at=item.dead_lettered_at,
-    )
 
 
 def _is_condition_failure(exc: UpdateError | PutError) -> bool:
@@ -174,18 +71,20 @@ class DeliveryAttemptRepository:
 
     # Reads.
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, delivery_id: str) -> Delivery | None:
         try:
-            return to_record(self._model.get(delivery_id, consistent_read=True))
+            return delivery_from_item(self._model.get(delivery_id, consistent_read=True))
         except self._model.DoesNotExist:
             return None
 
-    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]:
+    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, Delivery]:
         """Consistent BatchGetItem; IDs without a record are absent from the result."""
         unique = list(dict.fromkeys(delivery_ids))
         if not unique:
             return {}
-        return {item.delivery_id: to_record(item) for item in self._model.batch_get(unique, consistent_read=True)}
+        return {
+            item.delivery_id: delivery_from_item(item) for item in self._model.batch_get(unique, consistent_read=True)
+        }
 
     def page_for_postback(
         self, postback_id: str, limit: int, start_key: Mapping[str, str] | None = None
@@ -199,7 +98,7 @@ class DeliveryAttemptRepository:
         results = self._model.by_postback.query(
             postback_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=exclusive_start
         )
-        items = [to_record(item) for item in results]
+        items = [delivery_from_item(item) for item in results]
         last_key = None
         if len(items) > limit:
             items = items[:limit]
@@ -211,7 +110,7 @@ class DeliveryAttemptRepository:
 
     def acquire_lease(
         self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> DeliveryRecord | None:
+    ) -> Delivery | None:
         """Take the lease if the delivery is workable and due by `due_by`; None if it is not."""
         model = self._model
         now_epoch = now.timestamp()
@@ -227,7 +126,7 @@ class DeliveryAttemptRepository:
         ]
         return self._update(delivery_id, actions, workable & due)
 
-    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> DeliveryRecord | None:
+    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None:
         """Give back our unused lease, leaving the delivery in `state` (`pending` or `retrying`); None if not ours.
 
         The state the lease replaced is not kept on the record: the caller knows it from the leased
@@ -275,7 +174,7 @@ class DeliveryAttemptRepository:
 
     # Writes under the lease.
 
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord:
+    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
         model = self._model
         actions: list[Action] = [
             model.state.set(DeliveryState.CANCELLED.value),
@@ -285,7 +184,7 @@ class DeliveryAttemptRepository:
         ]
         return self._update_leased(delivery_id, owner, actions)
 
-    def record_delivered(self, delivery_id: str, owner: str, attempt: AttemptRecord, now: datetime) -> DeliveryRecord:
+    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery:
         model = self._model
         actions: list[Action] = [
             model.state.set(DeliveryState.DELIVERED.value),
@@ -298,8 +197,8 @@ class DeliveryAttemptRepository:
         return self._update_leased(delivery_id, owner, actions)
 
     def record_retry(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, next_attempt_at: datetime, now: datetime
-    ) -> DeliveryRecord:
+        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
+    ) -> Delivery:
         model = self._model
         actions: list[Action] = [
             model.state.set(DeliveryState.RETRYING.value),
@@ -310,8 +209,8 @@ class DeliveryAttemptRepository:
         return self._update_leased(delivery_id, owner, actions)
 
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, reason: str, now: datetime
-    ) -> DeliveryRecord:
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+    ) -> Delivery:
         model = self._model
         actions: list[Action] = [
             model.state.set(DeliveryState.DEAD_LETTERED.value),
@@ -339,9 +238,9 @@ class DeliveryAttemptRepository:
         target_host: str,
         state: DeliveryState,
         reason: str | None,
-        attempt: AttemptRecord,
+        attempt: Attempt,
         now: datetime,
-    ) -> DeliveryRecord:
+    ) -> Delivery:
         at = format_timestamp(now)
         item = self._model(
             delivery_id,
@@ -355,7 +254,7 @@ class DeliveryAttemptRepository:
             state=state.value,
             reason=reason,
             is_test=True,
-            attempts=[_attempt_to_map(attempt)],
+            attempts=[attempt_to_map(attempt)],
             cycle_attempts=1,
             schedule_started_at=attempt.at,
             delivered_at=at if state is DeliveryState.DELIVERED else None,
@@ -369,14 +268,14 @@ class DeliveryAttemptRepository:
             if _is_condition_failure(exc):
                 raise DeliveryAlreadyExists(delivery_id) from exc
             raise
-        return to_record(item)
+        return delivery_from_item(item)
 
     # Internals.
 
-    def _append_attempt(self, attempt: AttemptRecord) -> list[Action]:
+    def _append_attempt(self, attempt: Attempt) -> list[Action]:
         model = self._model
         return [
-            model.attempts.set(model.attempts.append([_attempt_to_map(attempt)])),
+            model.attempts.set(model.attempts.append([attempt_to_map(attempt)])),
             model.cycle_attempts.add(1),
             model.schedule_started_at.set(model.schedule_started_at | attempt.at),
         ]
@@ -389,13 +288,13 @@ class DeliveryAttemptRepository:
             model.updated_at.set(format_timestamp(now)),
         ]
 
-    def _update_leased(self, delivery_id: str, owner: str, actions: list[Action]) -> DeliveryRecord:
+    def _update_leased(self, delivery_id: str, owner: str, actions: list[Action]) -> Delivery:
         record = self._update(delivery_id, actions, self._model.lease_owner == owner)
         if record is None:
             raise LeaseLost(delivery_id)
         return record
 
-    def _update(self, delivery_id: str, actions: list[Action], condition: Condition) -> DeliveryRecord | None:
+    def _update(self, delivery_id: str, actions: list[Action], condition: Condition) -> Delivery | None:
         item = self._model(delivery_id)
         try:
             item.update(actions=actions, condition=condition)
@@ -403,4 +302,4 @@ class DeliveryAttemptRepository:
             if _is_condition_failure(exc):
                 return None
             raise
-        return to_record(item)
+        return delivery_from_item(item)

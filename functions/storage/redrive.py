@@ -17,42 +17,14 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 
-from functions.core.model import DeliveryState, format_timestamp
-from functions.core.redrive import DEAD_PARTITION, REDRIVING_PARTITION, DeliveryRecord, index_bounds
+from functions.core.model import Delivery, DeliveryState, format_timestamp
+from functions.core.redrive import DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.storage.delivery_records import delivery_from_item
 from functions.storage.models import DeliveryModel
 
 
 def _is_condition_failure(error: UpdateError) -> bool:
     return error.cause_response_code == "ConditionalCheckFailedException"
-
-
-def _attempt_dict(attempt: Any) -> dict[str, Any]:
-    raw = attempt.as_dict() if hasattr(attempt, "as_dict") else dict(attempt)
-    return {key: value for key, value in raw.items() if value is not None}
-
-
-def to_record(item: DeliveryModel) -> DeliveryRecord:
-    return DeliveryRecord(
-        delivery_id=item.delivery_id,
-        affiliate_id=item.affiliate_id,
-        postback_id=item.postback_id,
-        conversion_id=item.conversion_id,
-        conversion_status=item.conversion_status,
-        target_host=item.target_host,
-        state=item.state,
-        reason=item.reason,
-        attempts=tuple(_attempt_dict(a) for a in (item.attempts or [])),
-        cycle_attempts=int(item.cycle_attempts or 0),
-        redrive_count=int(item.redrive_count or 0),
-        redrive_token=item.redrive_token,
-        dead_letter_partition=item.dead_letter_partition,
-        dead_lettered_at=item.dead_lettered_at,
-        lease_expires_at=float(item.lease_expires_at) if item.lease_expires_at is not None else None,
-        enqueued_at=item.enqueued_at,
-        next_attempt_at=item.next_attempt_at,
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-    )
 
 
 class DeliveryRedriveRepository:
@@ -61,14 +33,14 @@ class DeliveryRedriveRepository:
     def __init__(self, model: type[DeliveryModel] = DeliveryModel) -> None:
         self._model = model
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, delivery_id: str) -> Delivery | None:
         try:
             item = self._model.get(delivery_id, consistent_read=True)
         except self._model.DoesNotExist:
             return None
-        return to_record(item)
+        return delivery_from_item(item)
 
-    def claim(self, observed: DeliveryRecord, token: str, now: datetime) -> bool:
+    def claim(self, observed: Delivery, token: str, now: datetime) -> bool:
         """Reset the schedule of a delivery for a redrive, if it is still as `observed`.
 
         State `pending`, a fresh schedule (`cycle_attempts` 0; schedule, lease, next attempt and
@@ -78,7 +50,7 @@ class DeliveryRedriveRepository:
         """
         model = self._model
         stamp = format_timestamp(now)
-        condition: Condition = (model.state == observed.state) & (model.updated_at == observed.updated_at)
+        condition: Condition = (model.state == observed.state.value) & (model.updated_at == observed.updated_at)
         try:
             model(observed.delivery_id).update(
                 actions=[
@@ -130,7 +102,7 @@ class DeliveryRedriveRepository:
 
     def dead_lettered(
         self, since: datetime | None, until: datetime | None, *, include_redriving: bool = True
-    ) -> Iterator[DeliveryRecord]:
+    ) -> Iterator[Delivery]:
         """Records of the `by_dead_letter` index in [since, until), oldest first; then half-done redrives."""
         partitions = [DEAD_PARTITION, REDRIVING_PARTITION] if include_redriving else [DEAD_PARTITION]
         low, high = index_bounds(since, until)
@@ -148,7 +120,7 @@ class DeliveryRedriveRepository:
             ):
                 if high is not None and item.dead_lettered_at is not None and item.dead_lettered_at >= high:
                     continue
-                yield to_record(item)
+                yield delivery_from_item(item)
 
 
 # What DynamoDB Streams answers for a range it no longer holds (trimmed after 24 h, a deleted stream

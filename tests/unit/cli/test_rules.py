@@ -13,11 +13,11 @@ from functions.cli.output import format_age, render_table
 from functions.cli.pacing import Pacer, RateArgumentError, parse_rate
 from functions.cli.timeargs import TimeArgumentError, parse_time
 from functions.core.messages import dead_letter_attributes, dead_letter_message, delivery_message
+from functions.core.model import Attempt, Delivery, DeliveryState
 from functions.core.redrive import (
     REDRIVING_PARTITION,
     Action,
     DeadLetterFilter,
-    DeliveryRecord,
     MessageKind,
     decide_for_message,
     decide_for_record,
@@ -50,17 +50,22 @@ def dead_letter_entry(message_id: str = "m-1", **overrides: object):  # type: ig
     return parse_delivery_dead_letter(message_id, json.dumps(body), {"SentTimestamp": "1795000000000"}, attributes)
 
 
-def record(**overrides: object) -> DeliveryRecord:
-    base = DeliveryRecord(
+def attempt(number: int, **fields: object) -> Attempt:
+    return Attempt(number=number, at="2026-11-24T10:00:00.000000Z", outcome="retryable", **fields)  # type: ignore[arg-type]
+
+
+def record(**overrides: object) -> Delivery:
+    base = Delivery(
         delivery_id="dl_1",
         affiliate_id="aff-1",
         postback_id="pb_1",
         conversion_id="c-1",
         conversion_status="approved",
+        url="https://tracker.example/cb",
         target_host="tracker.example",
-        state="dead_lettered",
+        state=DeliveryState.DEAD_LETTERED,
         reason="http_404",
-        attempts=({"status_code": 503}, {"status_code": 404}),
+        attempts=(attempt(1, status_code=503), attempt(2, status_code=404)),
         cycle_attempts=2,
         redrive_count=0,
         redrive_token=None,
@@ -134,7 +139,7 @@ def test_unknown_delivery_message_names_its_delivery_and_kind() -> None:
 @pytest.mark.parametrize("kind", ["malformed_message", "unknown_delivery"])
 def test_messages_the_sender_set_aside_are_left_in_the_dlq_whatever_the_record(kind: str) -> None:
     entry = set_aside_entry(kind, delivery_id="dl_1" if kind == "unknown_delivery" else None)
-    for found in (None, record(), record(state="in_flight", dead_letter_partition=None)):
+    for found in (None, record(), record(state=DeliveryState.IN_FLIGHT, dead_letter_partition=None)):
         assert decide_for_message(entry, found, NOW.timestamp()).action is Action.LEAVE
 
 
@@ -159,29 +164,31 @@ def test_dead_lettered_delivery_is_claimed() -> None:
 
 
 def test_half_done_redrive_of_this_message_is_resent() -> None:
-    claimed = record(state="pending", redrive_token="m-1", dead_letter_partition=REDRIVING_PARTITION)
+    claimed = record(state=DeliveryState.PENDING, redrive_token="m-1", dead_letter_partition=REDRIVING_PARTITION)
     assert decide_for_message(dead_letter_entry("m-1"), claimed, NOW.timestamp()).action is Action.RESEND
 
 
 def test_half_done_redrive_the_sender_already_took_is_finished_without_sending() -> None:
-    claimed = record(state="in_flight", redrive_token="m-1", dead_letter_partition=REDRIVING_PARTITION)
+    claimed = record(state=DeliveryState.IN_FLIGHT, redrive_token="m-1", dead_letter_partition=REDRIVING_PARTITION)
     assert decide_for_message(dead_letter_entry("m-1"), claimed, NOW.timestamp()).action is Action.FINISH
 
 
 def test_finished_redrive_of_this_message_only_drops_the_copy() -> None:
-    done = record(state="pending", redrive_token="m-1", dead_letter_partition=None)
+    done = record(state=DeliveryState.PENDING, redrive_token="m-1", dead_letter_partition=None)
     assert decide_for_message(dead_letter_entry("m-1"), done, NOW.timestamp()).action is Action.DROP
 
 
 def test_copy_of_a_delivery_someone_else_brought_back_is_dropped() -> None:
-    other = record(state="pending", redrive_token="m-other", dead_letter_partition=REDRIVING_PARTITION)
+    other = record(state=DeliveryState.PENDING, redrive_token="m-other", dead_letter_partition=REDRIVING_PARTITION)
     assert decide_for_message(dead_letter_entry("m-1"), other, NOW.timestamp()).action is Action.DROP
-    delivered = record(state="delivered", redrive_token="m-other")
+    delivered = record(state=DeliveryState.DELIVERED, redrive_token="m-other")
     assert decide_for_message(dead_letter_entry("m-1"), delivered, NOW.timestamp()).action is Action.DROP
 
 
 def test_delivery_dead_lettered_again_after_an_earlier_redrive_is_claimed_again() -> None:
-    again = record(state="dead_lettered", redrive_token="m-old", dead_letter_partition="dead", redrive_count=1)
+    again = record(
+        state=DeliveryState.DEAD_LETTERED, redrive_token="m-old", dead_letter_partition="dead", redrive_count=1
+    )
     assert decide_for_message(dead_letter_entry("m-new"), again, NOW.timestamp()).action is Action.CLAIM
 
 
@@ -191,23 +198,25 @@ def test_missing_record_is_left_in_the_dlq() -> None:
 
 def test_stuck_delivery_moved_by_the_queue_is_claimed_unless_leased() -> None:
     moved = parse_delivery_dead_letter("m-5", json.dumps(delivery_message("dl_1")), {}, {})
-    stuck = record(state="in_flight", dead_letter_partition=None, lease_expires_at=NOW.timestamp() - 10)
+    stuck = record(state=DeliveryState.IN_FLIGHT, dead_letter_partition=None, lease_expires_at=NOW.timestamp() - 10)
     assert decide_for_message(moved, stuck, NOW.timestamp()).action is Action.CLAIM
     leased = replace(stuck, lease_expires_at=NOW.timestamp() + 10)
     assert decide_for_message(moved, leased, NOW.timestamp()).action is Action.SKIP_BUSY
 
 
 def test_recovery_resends_only_abandoned_half_done_redrives() -> None:
-    fresh = record(state="pending", dead_letter_partition=REDRIVING_PARTITION, updated_at="2026-11-24T11:59:00Z")
+    fresh = record(
+        state=DeliveryState.PENDING, dead_letter_partition=REDRIVING_PARTITION, updated_at="2026-11-24T11:59:00Z"
+    )
     assert decide_for_record(fresh, NOW, 300).action is Action.SKIP_BUSY
     old = replace(fresh, updated_at="2026-11-24T11:50:00Z")
     assert decide_for_record(old, NOW, 300).action is Action.RESEND
     assert decide_for_record(record(), NOW, 300).action is Action.CLAIM
-    assert decide_for_record(record(state="delivered"), NOW, 300).action is Action.DROP
+    assert decide_for_record(record(state=DeliveryState.DELIVERED), NOW, 300).action is Action.DROP
 
 
 def test_record_last_status_code_is_the_latest_attempt_with_one() -> None:
-    assert record(attempts=({"status_code": 404}, {"error": "timeout"})).last_status_code == 404
+    assert record(attempts=(attempt(1, status_code=404), attempt(2, error="timeout"))).last_status_code == 404
 
 
 def test_conversion_dead_letter_exposes_the_record_identity() -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from functions.core.model import TERMINAL_STATES, DeliveryState, Postback, Scope, format_timestamp
+from functions.core.model import TERMINAL_STATES, Attempt, Delivery, DeliveryState, Postback, Scope, format_timestamp
 from functions.core.schedule import RetryPolicy
 from functions.sender.service import DeliverySender, IncomingMessage
-from functions.storage.delivery_attempts import AttemptRecord, DeliveryRecord, LeaseLost
+from functions.storage.delivery_attempts import LeaseLost
 
 pytestmark = pytest.mark.unit
 
@@ -29,13 +29,13 @@ class FakeDeliveries:
     """Delivery records in memory, with the lease rules of the real repository."""
 
     def __init__(self) -> None:
-        self.records: dict[str, DeliveryRecord] = {}
+        self.records: dict[str, Delivery] = {}
         self.calls: Counter[str] = Counter()
         self.events: list[str] = []  # "lease <id>", in order
         self._lock = threading.Lock()
 
     def add(self, delivery_id: str, host: str, state: DeliveryState = DeliveryState.PENDING) -> None:
-        self.records[delivery_id] = DeliveryRecord(
+        self.records[delivery_id] = Delivery(
             delivery_id=delivery_id,
             postback_id="pb_1",
             affiliate_id="aff-1",
@@ -48,13 +48,13 @@ class FakeDeliveries:
             updated_at=format_timestamp(NOW),
         )
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, delivery_id: str) -> Delivery | None:
         self.calls["get"] += 1
         return self.records.get(delivery_id)
 
     def acquire_lease(
         self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> DeliveryRecord | None:
+    ) -> Delivery | None:
         with self._lock:
             self.calls["acquire_lease"] += 1
             self.events.append(f"lease {delivery_id}")
@@ -68,7 +68,7 @@ class FakeDeliveries:
             self.records[delivery_id] = record
             return record
 
-    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> DeliveryRecord | None:
+    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None:
         with self._lock:
             self.calls["release_lease"] += 1
             record = self.records[delivery_id]
@@ -78,7 +78,7 @@ class FakeDeliveries:
             self.records[delivery_id] = record
             return record
 
-    def _finish(self, delivery_id: str, owner: str, **changes: Any) -> DeliveryRecord:
+    def _finish(self, delivery_id: str, owner: str, **changes: Any) -> Delivery:
         with self._lock:
             self.calls["finish"] += 1
             record = self.records[delivery_id]
@@ -97,15 +97,15 @@ class FakeDeliveries:
             self.records[delivery_id] = record
             return record
 
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> DeliveryRecord:
+    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
         return self._finish(delivery_id, owner, state=DeliveryState.CANCELLED, reason=reason)
 
-    def record_delivered(self, delivery_id: str, owner: str, attempt: AttemptRecord, now: datetime) -> DeliveryRecord:
+    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery:
         return self._finish(delivery_id, owner, state=DeliveryState.DELIVERED, attempt=attempt)
 
     def record_retry(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, next_attempt_at: datetime, now: datetime
-    ) -> DeliveryRecord:
+        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
+    ) -> Delivery:
         return self._finish(
             delivery_id,
             owner,
@@ -115,8 +115,8 @@ class FakeDeliveries:
         )
 
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: AttemptRecord, reason: str, now: datetime
-    ) -> DeliveryRecord:
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+    ) -> Delivery:
         return self._finish(
             delivery_id,
             owner,

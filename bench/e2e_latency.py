@@ -10,9 +10,13 @@ server, paced at a steady rate, as the conversion service would. Latency of one 
 just before its PutItem to the moment the receiver has answered its GET. The figures are
 p50/p95/p99 over every conversion, and the count received (every conversion must arrive, once).
 
-The path measured: moto's stream -> the stream poller (polls every 0.1 s) -> the evaluator handler
--> SQS -> the queue poller (long polls of 1 s) -> the sender handler -> the receiver: the pollers'
-pacing is part of the local figure, and it is not Lambda's (whose pollers run continuously).
+The path measured: moto's stream (moto in its own process) -> the stream poller (one GetRecords
+per batch, every 0.1 s when idle) -> the evaluator handler -> SQS -> the queue poller (4 workers,
+long polls of 1 s) -> the sender handler -> the receiver: the pollers' pacing is part of the local
+figure, and it is not Lambda's (whose pollers run continuously).
+
+`--rate` and `--conversions` (`python -m bench.e2e_latency --rate 50`) measure other loads
+outside `bench.run`, to find where the local stack stops keeping up.
 """
 
 from __future__ import annotations
@@ -265,3 +269,29 @@ def run(quick: bool = True) -> BenchmarkResult:
         }
     )
     return BenchmarkResult("e2e_latency", rows, details)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e_latency", description=__doc__.splitlines()[0])
+    parser.add_argument("--conversions", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=25.0, help="conversions written per second")
+    args = parser.parse_args(argv)
+    summary, details = measure(args.conversions, args.rate)
+    p50, p95, p99 = (summary.percentile(q) for q in (50.0, 95.0, 99.0))
+    print(
+        f"{summary.sent} conversions at {args.rate:g}/s: p50 {p50 or 0:.3f} s, p95 {p95 or 0:.3f} s, "
+        f"p99 {p99 or 0:.3f} s, max {max(summary.latencies, default=0):.3f} s; received {summary.received}, "
+        f"duplicates {summary.duplicates}, unexpected {summary.unexpected}"
+    )
+    for name, figures in details.get("stages_seconds", {}).items():
+        print(f"  {name.replace('_', ' ')}: p50 {figures['p50']:.3f} s, p95 {figures['p95']:.3f} s")
+    return 0 if summary.received == summary.sent and not summary.duplicates else 1
+
+
+if __name__ == "__main__":
+    from bench import environment
+
+    environment.prepare()
+    raise SystemExit(main())

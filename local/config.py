@@ -46,6 +46,15 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
     return value
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = (environ.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise LocalConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class LocalConfig:
     moto_port: int = 5000
@@ -54,6 +63,7 @@ class LocalConfig:
     stream_poll_seconds: float = 0.1
     queue_wait_seconds: int = 1
     queue_pollers: int = 4
+    moto_in_process: bool = False
 
     @property
     def moto_url(self) -> str:
@@ -73,6 +83,7 @@ class LocalConfig:
             stream_poll_seconds=_positive_float(env, "LOCAL_STREAM_POLL_SECONDS", 0.1),
             queue_wait_seconds=int(_positive_float(env, "LOCAL_QUEUE_WAIT_SECONDS", 1)),
             queue_pollers=max(1, pollers),
+            moto_in_process=_flag(env, "LOCAL_MOTO_IN_PROCESS"),
         )
 
 

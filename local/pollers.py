@@ -155,19 +155,26 @@ class StreamPoller:
         return busy
 
     def _read_batch(self, cursor: _ShardCursor) -> list[dict[str, Any]]:
+        """Up to `limit` records: what one GetRecords returns, or, with a batching window, what arrives
+        until the batch is full or the window (from the first record) closes."""
         limit = cursor.limit or self._mapping.batch_size
         records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self._mapping.batching_window_seconds
+        deadline = 0.0
         iterator = cursor.iterator
         while iterator is not None and len(records) < limit:
             response = self._streams.get_records(ShardIterator=iterator, Limit=limit - len(records))
             batch = response.get("Records", [])
-            records.extend(batch)
             iterator = response.get("NextShardIterator")
-            if not batch and (not records or time.monotonic() >= deadline):
-                break
+            if not records:
+                if not batch:
+                    break
+                deadline = time.monotonic() + self._mapping.batching_window_seconds
+            records.extend(batch)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break  # no window (the default): invoke with what this read returned, as Lambda does
             if not batch:
-                self._stop.wait(min(self._poll_seconds, max(0.0, deadline - time.monotonic())))
+                self._stop.wait(min(self._poll_seconds, remaining))
         # Remember where this read ended; a failure below moves the cursor back.
         cursor.iterator = iterator
         if iterator is None:

@@ -1,6 +1,8 @@
 """`python -m local.stack` (`make run`): the whole system on loopback, in the foreground (contract §8).
 
-1. A moto server on 127.0.0.1:MOTO_PORT (default 5000); this process's AWS clients point at it.
+1. A moto server on 127.0.0.1:MOTO_PORT (default 5000), in a child process of its own
+   (`local.moto_server`; `LOCAL_MOTO_IN_PROCESS=1` keeps it in this one); this process's AWS
+   clients point at it.
 2. The tables and queues of `infrastructure/template.json`, created through
    `infrastructure.resources` (the same definitions as the AWS stack).
 3. The API on 127.0.0.1:API_PORT (default 8000), served by Chalice's local server.
@@ -108,11 +110,20 @@ def start(config: LocalConfig) -> RunningStack:
     for noisy in ("werkzeug", "botocore", "pynamodb"):
         logging.getLogger(noisy).setLevel(logging.WARNING if noisy != "werkzeug" else logging.ERROR)
 
-    from moto.server import ThreadedMotoServer
+    from local.moto_server import MotoProcess, MotoProcessError, MotoServer
 
-    moto = ThreadedMotoServer(ip_address=config.host, port=config.moto_port, verbose=False)
-    moto.start()
-    logger.info("moto server on %s", config.moto_url)
+    moto: MotoProcess | MotoServer
+    if config.moto_in_process:
+        moto = MotoServer(config.host, config.moto_port)
+        moto.start()
+        logger.info("moto server on %s (in this process)", config.moto_url)
+    else:
+        moto = MotoProcess(config.host, config.moto_port)
+        try:
+            moto.start()
+        except MotoProcessError as exc:
+            raise StackError(str(exc)) from exc
+        logger.info("moto server on %s (process %s)", config.moto_url, moto.pid)
 
     import boto3
 

@@ -90,6 +90,70 @@ def test_stream_records_arrive_lambda_shaped_with_arn_and_numeric_creation_time(
     assert 0 < behaviour.contexts[0].get_remaining_time_in_millis() <= 60_000
 
 
+class _CountingStreams:
+    """The streams client, counting GetRecords calls."""
+
+    def __init__(self, streams: Any) -> None:
+        self._streams = streams
+        self.get_records_calls = 0
+
+    def get_records(self, **kwargs: Any) -> Any:
+        self.get_records_calls += 1
+        return self._streams.get_records(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._streams, name)
+
+
+def test_stream_without_batching_window_invokes_with_what_one_read_returned(aws: Any, behaviour: Any) -> None:
+    dynamodb, sqs, streams, created = aws
+    counting = _CountingStreams(streams)
+    poller = StreamPoller(
+        counting,
+        created.conversions_stream_arn,
+        LocalFunction("on_conversion_change", f"{HANDLERS}.on_stream", timeout_seconds=60),
+        StreamMapping(batch_size=2),
+        sqs=sqs,
+    )
+    for n in range(3):
+        _put(dynamodb, f"c{n}")
+    assert poller.poll_once() is True
+    assert counting.get_records_calls == 1  # no second read to find the shard empty before invoking
+    assert poller.poll_once() is True
+    assert counting.get_records_calls == 2
+    assert poller.poll_once() is False  # nothing new: one read, no invocation
+    assert counting.get_records_calls == 3
+    assert [_conversion_ids(event) for event in behaviour.calls] == [["c0", "c1"], ["c2"]]
+
+
+def test_stream_batching_window_collects_records_written_while_it_is_open(aws: Any, behaviour: Any) -> None:
+    dynamodb = aws[0]
+    _put(dynamodb, "c0")
+    poller = _stream_poller(aws, StreamMapping(batch_size=100, batching_window_seconds=0.5))
+    original = poller._streams.get_records
+    writes = iter(["c1", "c2"])
+
+    def get_records_then_write(**kwargs: Any) -> Any:
+        response = original(**kwargs)
+        late = next(writes, None)
+        if late is not None:  # a record written while the window is open
+            _put(dynamodb, late)
+        return response
+
+    poller._streams = _Patched(poller._streams, get_records=get_records_then_write)
+    assert poller.poll_once() is True
+    assert [_conversion_ids(event) for event in behaviour.calls] == [["c0", "c1", "c2"]]
+
+
+class _Patched:
+    def __init__(self, target: Any, **overrides: Any) -> None:
+        self._target = target
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        return self._overrides.get(name) or getattr(self._target, name)
+
+
 def test_stream_partial_failure_redelivers_the_failed_record_and_those_after_it(aws: Any, behaviour: Any) -> None:
     dynamodb = aws[0]
     for n in range(4):

@@ -63,7 +63,8 @@ deploy: package
 		JwtSecret="$$(aws secretsmanager get-secret-value --secret-id $(JWT_SECRET_ID) --query SecretString --output text)"
 
 ## make bench: the benchmarks (bench/), one table; JSON in bench/results/. See docs/performance.md.
-bench: $(STAMP)
+## make bench: every benchmark, one table (bench/results/latest.json); builds the package it measures first.
+bench: package
 	$(BIN)/python -m bench.run
 
 clean:

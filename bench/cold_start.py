@@ -144,6 +144,49 @@ def measure_import(module: str, bytecode: str) -> ImportReport:
     return parse_importtime(completed.stderr, module, first_event)
 
 
+# What the Lambda Python runtime provides beside the zip (the zip leaves the AWS SDK out).
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
+
+
+def unpack_as_lambda(package: Path, into: Path) -> tuple[Path, Path]:
+    """The zip extracted as Lambda's task root, and a directory standing in for the runtime's SDK."""
+    code = into / "task"
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(code)
+    runtime = into / "runtime"
+    runtime.mkdir()
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    for name in RUNTIME_PACKAGES:
+        if (site_packages / name).exists():
+            (runtime / name).symlink_to(site_packages / name)
+    return code, runtime
+
+
+def measure_zip_import(module: str, code: Path, runtime: Path) -> ImportReport:
+    """One fresh interpreter importing `module` from the unpacked zip, as Lambda does.
+
+    `-S` keeps the development environment's site-packages out, so only the zip's code (with the
+    bytecode `make package` compiles into it) and the runtime's SDK are importable.
+    """
+    first_event = FIRST_EVENT_IMPORTS.get(module, ())
+    statement = "import sys; sys.path[:0] = sys.argv[1:3]; " + "; ".join(
+        f"import {name}" for name in (module, *first_event)
+    )
+    environment = subprocess_environment(_HANDLER=HANDLER_STRINGS.get(module, ""), PYTHONDONTWRITEBYTECODE="1")
+    completed = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", statement, str(code), str(runtime)],
+        cwd=code,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"import {module} from the zip failed: {completed.stderr.strip().splitlines()[-1:]}")
+    return parse_importtime(completed.stderr, module, first_event)
+
+
 def top_packages(reports: Sequence[ImportReport], count: int = 6) -> list[tuple[str, float]]:
     names = {name for report in reports for name in report.packages_ms}
     medians = {name: median([report.packages_ms.get(name, 0.0) for report in reports]) for name in names}
@@ -175,6 +218,48 @@ def run(quick: bool = True) -> BenchmarkResult:
     runs = 5 if quick else 9
     rows: list[Row] = []
     details: dict[str, object] = {"runs": runs}
+    package = find_package()
+    if package is not None:
+        with tempfile.TemporaryDirectory(prefix="bench-lambda-") as scratch:
+            code, runtime = unpack_as_lambda(package, Path(scratch))
+            for label, module in HANDLER_MODULES:
+                try:
+                    shipped = [measure_zip_import(module, code, runtime) for _ in range(runs)]
+                except (RuntimeError, subprocess.SubprocessError) as exc:
+                    rows.append(
+                        Row(
+                            "4 cold start",
+                            f"import {module} from the zip",
+                            None,
+                            "ms",
+                            f"<= {TARGET_MS:.0f} ms",
+                            None,
+                            error=str(exc),
+                        )
+                    )
+                    continue
+                shipped_ms = median([report.total_ms for report in shipped])
+                rows.append(
+                    Row(
+                        "4 cold start",
+                        f"import {module} from the deployment zip (as shipped, .pyc included)",
+                        shipped_ms,
+                        "ms",
+                        f"<= {TARGET_MS:.0f} ms",
+                        shipped_ms <= TARGET_MS,
+                        note="runtime SDK beside the zip, no development packages; top packages (ms): "
+                        + ", ".join(f"{name} {ms:.0f}" for name, ms in top_packages(shipped)),
+                    )
+                )
+                rows.append(
+                    Row(
+                        "4 cold start",
+                        f"{module} from the zip, ready for its first event",
+                        median([report.first_event_ms for report in shipped]),
+                        "ms",
+                    )
+                )
+                details[f"{label}_from_zip_ms"] = [report.total_ms for report in shipped]
     for label, module in HANDLER_MODULES:
         try:
             cold = [measure_import(module, bytecode="stdlib") for _ in range(runs)]
@@ -193,11 +278,9 @@ def run(quick: bool = True) -> BenchmarkResult:
         rows.append(
             Row(
                 "4 cold start",
-                f"import {module} (zip code from source)",
+                f"import {module} (development environment, project code from source)",
                 cold_ms,
                 "ms",
-                f"<= {TARGET_MS:.0f} ms",
-                cold_ms <= TARGET_MS,
                 note="top packages by own time, handler and first-event imports (ms): "
                 + ", ".join(f"{name} {ms:.0f}" for name, ms in top)
                 + f"; everything from source, the standard library too: {source_ms:.0f} ms",
@@ -206,17 +289,15 @@ def run(quick: bool = True) -> BenchmarkResult:
         rows.append(
             Row(
                 "4 cold start",
-                f"import {module} (with .pyc)",
+                f"import {module} (development environment, with .pyc)",
                 warm_ms,
                 "ms",
-                f"<= {TARGET_MS:.0f} ms",
-                warm_ms <= TARGET_MS,
             )
         )
         rows.append(
             Row(
                 "4 cold start",
-                f"{module} ready for its first event (zip code from source)",
+                f"{module} ready for its first event (development environment, project code from source)",
                 first_event_ms,
                 "ms",
                 note="the handler plus what its first invocation imports: " + ", ".join(FIRST_EVENT_IMPORTS[module]),
@@ -231,7 +312,6 @@ def run(quick: bool = True) -> BenchmarkResult:
             "first_event_ms": [report.first_event_ms for report in cold],
             "top_imports_ms": dict(top),
         }
-    package = find_package()
     if package is None:
         rows.append(
             Row(

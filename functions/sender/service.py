@@ -410,20 +410,7 @@ class DeliverySender:
         finished = self._clock()
         retry_after_raw = header(outcome.headers, "Retry-After")
         number = len(record.attempts) + 1
-        base = Attempt(
-            number=number,
-            at=format_timestamp(started),
-            outcome=classification.outcome.value,
-            duration_ms=outcome.duration_ms,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            resolved_address=outcome.resolved_address,
-            retry_after=header_text(retry_after_raw),
-            location=header_text(header(outcome.headers, "Location"))
-            if outcome.status_code is not None and 300 <= outcome.status_code < 400
-            else None,
-            response_excerpt=response_excerpt(outcome.body_excerpt),
-        )
+        base = attempt_of(number, started, classification, outcome)
         log_args = (record.delivery_id, record.postback_id, record.target_host, number)
         if classification.delivered:
             self._deliveries.record_delivered(record.delivery_id, owner, base, finished)
@@ -525,6 +512,26 @@ class DeliverySender:
 
 def _with_next(attempt: Attempt, next_attempt_at: str) -> Attempt:
     return Attempt(**(attempt.to_dict() | {"next_attempt_at": next_attempt_at}))
+
+
+def attempt_of(
+    number: int, started: datetime, classification: Classification, outcome: HttpOutcomeView, test: bool = False
+) -> Attempt:
+    """The attempt-log entry of one GET (design.md, Sender): what happened, sanitised and bounded."""
+    is_redirect = outcome.status_code is not None and 300 <= outcome.status_code < 400
+    return Attempt(
+        number=number,
+        at=format_timestamp(started),
+        outcome=classification.outcome.value,
+        duration_ms=outcome.duration_ms,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        resolved_address=outcome.resolved_address,
+        retry_after=header_text(header(outcome.headers, "Retry-After")),
+        location=header_text(header(outcome.headers, "Location")) if is_redirect else None,
+        response_excerpt=response_excerpt(outcome.body_excerpt),
+        test=test,
+    )
 
 
 @dataclass(frozen=True)
@@ -690,19 +697,7 @@ class PostbackTestFire:
         started = self._clock()
         outcome = self._http.get(url)
         classification = classify(outcome.status_code, outcome.error)
-        attempt = Attempt(
-            number=1,
-            at=format_timestamp(started),
-            outcome=classification.outcome.value,
-            duration_ms=outcome.duration_ms,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            resolved_address=outcome.resolved_address,
-            retry_after=header_text(header(outcome.headers, "Retry-After")),
-            location=header_text(header(outcome.headers, "Location")),
-            response_excerpt=response_excerpt(outcome.body_excerpt),
-            test=True,
-        )
+        attempt = attempt_of(1, started, classification, outcome, test=True)
         state = DeliveryState.DELIVERED if classification.delivered else DeliveryState.FAILED
         self._deliveries.record_test_delivery(
             delivery_id=delivery_id,

@@ -19,6 +19,7 @@ from functions.evaluator.handler import on_conversion_change
 from functions.evaluator.service import ConversionEvaluator, build_evaluator
 from functions.settings import Settings, load_settings
 from functions.storage.models import DeliveryModel, PostbackModel
+from tests.support.aws_calls import on_every_aws_call
 from tests.support.streams import stream_event
 
 
@@ -137,22 +138,11 @@ def counted(stack: Stack) -> Iterator[Callable[[], Counter[str]]]:
     def record(model: Any, **_: Any) -> None:
         calls.append(model.name)
 
-    clients = {
-        id(client): client
-        for client in (
-            PostbackModel._get_connection().connection.client,
-            DeliveryModel._get_connection().connection.client,
-            stack.sqs,
-        )
-    }
-    for client in clients.values():
-        client.meta.events.register("before-call.*.*", record)
 
     def snapshot() -> Counter[str]:
         counts = Counter(calls)
         calls.clear()
         return counts
 
-    yield snapshot
-    for client in clients.values():
-        client.meta.events.unregister("before-call.*.*", record)
+    with on_every_aws_call(record, stack.sqs):
+        yield snapshot

@@ -32,6 +32,7 @@ from functions.sender.service import build_delivery_sender, set_delivery_sender
 from functions.settings import Settings, parse_private_targets
 from functions.storage.models import DeliveryModel, PostbackModel
 from infrastructure.resources import create_all
+from tests.support.aws_calls import on_every_aws_call
 
 REGION = "us-east-1"
 
@@ -337,16 +338,6 @@ def aws_calls(stack: Stack) -> Iterator[Callable[[], Counter[AwsCall]]]:
             with lock:
                 calls.append((model.name, str(target)))
 
-    clients = {
-        id(client): client
-        for client in (
-            PostbackModel._get_connection().connection.client,
-            DeliveryModel._get_connection().connection.client,
-            stack.sqs,
-        )
-    }
-    for client in clients.values():
-        client.meta.events.register("before-call.*.*", record)
 
     def snapshot() -> Counter[AwsCall]:
         with lock:
@@ -354,9 +345,8 @@ def aws_calls(stack: Stack) -> Iterator[Callable[[], Counter[AwsCall]]]:
             calls.clear()
         return counts
 
-    yield snapshot
-    for client in clients.values():
-        client.meta.events.unregister("before-call.*.*", record)
+    with on_every_aws_call(record, stack.sqs):
+        yield snapshot
 
 
 @pytest.fixture

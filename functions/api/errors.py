@@ -22,6 +22,7 @@ from functions.api.blueprint import api
 from functions.api.schemas import FieldProblem, Problem
 from functions.api.service import Forbidden, LimitReached, PostbackNotFound, PreconditionFailed
 from functions.core.validation import FieldError, ValidationFailed
+from functions.storage.postbacks import StoreBusy
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -37,7 +38,10 @@ TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
+# How long a client should wait before retrying a write that collided with concurrent writes.
+BUSY_RETRY_AFTER_SECONDS = 1
 
 
 def problem(
@@ -82,6 +86,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     PreconditionFailed,
     MalformedRequest,
     UnsupportedMediaType,
+    StoreBusy,
 )
 
 
@@ -110,6 +115,12 @@ def problem_for(exc: Exception) -> Response:
         return problem(400, str(exc), slug="malformed-request", title="Malformed request")
     if isinstance(exc, UnsupportedMediaType):
         return problem(415, str(exc))
+    if isinstance(exc, StoreBusy):
+        return problem(
+            503,
+            "Postbacks are being changed concurrently; nothing was written. Retry shortly.",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
     return problem(500, TITLES[500])
 
 

@@ -54,6 +54,10 @@ class QuotaExceeded(Exception):
         self.limit = limit
 
 
+class StoreBusy(Exception):
+    """A write kept colliding with concurrent writes and was not made; the caller may retry soon."""
+
+
 class VersionConflict(Exception):
     """The postback changed since the version the caller read."""
 
@@ -327,8 +331,10 @@ class PostbackRepository:
                     write(transaction)
                 return
             except TransactWriteError as exc:
-                if attempt == TRANSACTION_ATTEMPTS or not _only_conflicted(exc):
+                if not _only_conflicted(exc):
                     raise
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise StoreBusy(f"the write collided with concurrent writes {attempt} times") from exc
             self._sleep(TRANSACTION_BACKOFF_SECONDS * attempt * random.uniform(0.5, 1.0))
 
     def _connection(self) -> Any:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
-from pynamodb.exceptions import TransactWriteError
 
 from functions.core.model import Postback, Scope, format_timestamp, new_postback_id, utc_now
 from functions.storage.models import RULES_VERSION_KEY, PostbackModel
@@ -21,6 +20,7 @@ from functions.storage.postbacks import (
     PostbackRepository,
     QuotaExceeded,
     RulesVersion,
+    StoreBusy,
     VersionConflict,
     quota_key,
 )
@@ -273,13 +273,13 @@ def test_a_transaction_cancelled_by_a_conflict_is_tried_again(
     assert repository.rules_version().number == 2
 
 
-def test_a_persistent_conflict_is_an_error_and_writes_nothing(
+def test_a_persistent_conflict_is_reported_as_busy_and_writes_nothing(
     clocked: tuple[PostbackRepository, WallClock], conflicts: list[TransactionConflicts]
 ) -> None:
     repository, _ = clocked
     created = repository.create(postback(), limit=10)
     conflicts.append(TransactionConflicts(times=TRANSACTION_ATTEMPTS))
-    with pytest.raises(TransactWriteError):
+    with pytest.raises(StoreBusy):
         repository.update(replace(created, enabled=False), expected_version=1)
     assert conflicts[0].calls == TRANSACTION_ATTEMPTS
     assert repository.get(created.id) == created

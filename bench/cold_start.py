@@ -130,18 +130,24 @@ def measure_import(module: str, bytecode: str) -> ImportReport:
             keep_only_stdlib_bytecode(Path(cache), Path(sysconfig.get_paths()["stdlib"]))
         if bytecode != "all":
             environment["PYTHONDONTWRITEBYTECODE"] = "1"
-        completed = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", statement],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        stderr = _run_importtime(["-X", "importtime", "-c", statement], ROOT, environment, f"import {module}")
+    return parse_importtime(stderr, module, first_event)
+
+
+def _run_importtime(arguments: list[str], cwd: Path, environment: dict[str, str], what: str) -> str:
+    """Run a fresh interpreter with `arguments`; its `-X importtime` report (stderr)."""
+    completed = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if completed.returncode != 0:
-        raise RuntimeError(f"import {module} failed: {completed.stderr.strip().splitlines()[-1:]}")
-    return parse_importtime(completed.stderr, module, first_event)
+        raise RuntimeError(f"{what} failed: {completed.stderr.strip().splitlines()[-1:]}")
+    return completed.stderr
 
 
 # What the Lambda Python runtime provides beside the zip (the zip leaves the AWS SDK out).
@@ -173,18 +179,13 @@ def measure_zip_import(module: str, code: Path, runtime: Path) -> ImportReport:
         f"import {name}" for name in (module, *first_event)
     )
     environment = subprocess_environment(_HANDLER=HANDLER_STRINGS.get(module, ""), PYTHONDONTWRITEBYTECODE="1")
-    completed = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", statement, str(code), str(runtime)],
-        cwd=code,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    stderr = _run_importtime(
+        ["-S", "-X", "importtime", "-c", statement, str(code), str(runtime)],
+        code,
+        environment,
+        f"import {module} from the zip",
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"import {module} from the zip failed: {completed.stderr.strip().splitlines()[-1:]}")
-    return parse_importtime(completed.stderr, module, first_event)
+    return parse_importtime(stderr, module, first_event)
 
 
 def top_packages(reports: Sequence[ImportReport], count: int = 6) -> list[tuple[str, float]]:

@@ -119,28 +119,14 @@ def reads_per_thousand_at_rate(
 
 
 def _seed_postbacks(ranks: Iterable[int]) -> None:
-    from functions.storage.models import POSTBACK_LISTING_PARTITION, PostbackModel
+    from functions.storage.models import PostbackModel
+    from functions.storage.postbacks import new_item
 
     with PostbackModel.batch_write() as batch:
         for postback in (postback for rank in sorted(ranks) for postback in postbacks_of(rank)):
-            batch.save(
-                PostbackModel(
-                    postback.id,
-                    affiliate_id=postback.affiliate_id,
-                    listing=POSTBACK_LISTING_PARTITION,
-                    scope=postback.scope.value,
-                    included_offer_ids=list(postback.included_offer_ids),
-                    excluded_offer_ids=list(postback.excluded_offer_ids),
-                    conversion_types=list(postback.conversion_types),
-                    conversion_statuses=list(postback.conversion_statuses),
-                    url=postback.url,
-                    enabled=postback.enabled,
-                    created_at=postback.created_at,
-                    updated_at=postback.updated_at,
-                    version=1,
-                    consecutive_failures=0,
-                )
-            )
+            item = new_item(postback)
+            item.version = 1  # as a create through the API leaves it
+            batch.save(item)
 
 
 class NaiveEvaluator:

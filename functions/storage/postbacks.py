@@ -111,6 +111,25 @@ def _strings(values: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in values or ())
 
 
+def new_item(postback: Postback, model: type[PostbackModel] = PostbackModel) -> PostbackModel:
+    """The table item of a new postback (version 1 once saved, health empty)."""
+    return model(
+        postback.id,
+        affiliate_id=postback.affiliate_id,
+        listing=POSTBACK_LISTING_PARTITION,
+        scope=postback.scope.value,
+        included_offer_ids=_stored(postback.included_offer_ids),
+        excluded_offer_ids=_stored(postback.excluded_offer_ids),
+        conversion_types=_stored(postback.conversion_types),
+        conversion_statuses=_stored(postback.conversion_statuses),
+        url=postback.url,
+        enabled=postback.enabled,
+        created_at=postback.created_at,
+        updated_at=postback.updated_at,
+        consecutive_failures=0,
+    )
+
+
 def _stored(values: tuple[str, ...]) -> Any:
     """A list for a `ListAttribute(of=UnicodeAttribute)` (typed by pynamodb as attribute objects)."""
     return list(values)
@@ -182,21 +201,7 @@ class PostbackRepository:
 
     def create(self, postback: Postback, limit: int) -> Postback:
         """Store a new postback (version 1) if the affiliate has fewer than `limit`."""
-        item = self._model(
-            postback.id,
-            affiliate_id=postback.affiliate_id,
-            listing=POSTBACK_LISTING_PARTITION,
-            scope=postback.scope.value,
-            included_offer_ids=_stored(postback.included_offer_ids),
-            excluded_offer_ids=_stored(postback.excluded_offer_ids),
-            conversion_types=_stored(postback.conversion_types),
-            conversion_statuses=_stored(postback.conversion_statuses),
-            url=postback.url,
-            enabled=postback.enabled,
-            created_at=postback.created_at,
-            updated_at=postback.updated_at,
-            consecutive_failures=0,
-        )
+        item = new_item(postback, self._model)
         count = self._model.postback_count
 
         def write(transaction: TransactWrite) -> None:

@@ -41,11 +41,12 @@ from functions.evaluator.handler import on_conversion_change
 from functions.sender.handler import on_delivery_message
 from functions.sender.service import set_delivery_sender
 from functions.settings import load_settings
-from functions.storage.models import RULES_VERSION_KEY, DeliveryModel, PostbackModel
+from functions.storage.models import RULES_VERSION_KEY, DeliveryModel
+from functions.storage.postbacks import new_item
 from infrastructure.resources import TABLES, create_all, load_template
 from tests.support.api_client import ADMIN, AFF_A, Api, body_of
 from tests.support.aws_call_log import AwsCall, AwsCallLog, calls_of
-from tests.support.conversions import BEFORE_CHANGES, conversion
+from tests.support.conversions import BEFORE_CHANGES, conversion, postback
 from tests.support.iam_policies import FUNCTIONS, ResourceNames, Statement, role_statements, uncovered
 from tests.support.streams import StreamBuilder, stream_event
 
@@ -122,20 +123,7 @@ def fresh_world() -> Iterator[World]:
 
 
 def _postback(postback_id: str, url: str, *, enabled: bool = True, affiliate: str = "aff-1") -> None:
-    PostbackModel(
-        postback_id,
-        affiliate_id=affiliate,
-        listing="postbacks",
-        scope="global",
-        included_offer_ids=[],
-        excluded_offer_ids=[],
-        conversion_types=["sale"],
-        conversion_statuses=["approved"],
-        url=url,
-        enabled=enabled,
-        created_at=BEFORE_CHANGES,
-        updated_at=BEFORE_CHANGES,
-    ).save()
+    new_item(postback(postback_id, affiliate, url=url, enabled=enabled, updated_at=BEFORE_CHANGES)).save()
 
 
 def _delivery(postback_id: str, url: str, conversion_id: str = "c-1") -> str:

@@ -28,6 +28,7 @@ from functions.sender.service import (
 )
 from functions.settings import Settings, load_settings
 from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel
+from functions.storage.postbacks import new_item
 from functions.storage.queues import Queue
 from functions.storage.redrive import DeliveryRedriveRepository
 from tests.support.streams import image
@@ -309,18 +310,4 @@ def add_postback(postback_id: str = "pb_1", affiliate_id: str = "aff-1") -> None
     """A postback as the API stores it (tests.support.conversions.postback)."""
     from tests.support.conversions import postback
 
-    pb = postback(postback_id, affiliate_id)
-    PostbackModel(
-        pb.id,
-        affiliate_id=pb.affiliate_id,
-        listing="postbacks",
-        scope=pb.scope.value,
-        included_offer_ids=[],
-        excluded_offer_ids=[],
-        conversion_types=list(pb.conversion_types),
-        conversion_statuses=list(pb.conversion_statuses),
-        url=pb.url,
-        enabled=True,
-        created_at=pb.created_at,
-        updated_at=pb.updated_at,
-    ).save()
+    new_item(postback(postback_id, affiliate_id)).save()

@@ -19,6 +19,7 @@ from functions.evaluator.handler import on_conversion_change
 from functions.evaluator.service import ConversionEvaluator, build_evaluator
 from functions.settings import Settings, load_settings
 from functions.storage.models import DeliveryModel, PostbackModel
+from functions.storage.postbacks import new_item
 from tests.support.aws_calls import on_every_aws_call
 from tests.support.streams import stream_event
 
@@ -54,20 +55,7 @@ class Stack:
     drained: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def add_postback(self, postback: Postback) -> None:
-        PostbackModel(
-            postback.id,
-            affiliate_id=postback.affiliate_id,
-            listing="postbacks",
-            scope=postback.scope.value,
-            included_offer_ids=list(postback.included_offer_ids),
-            excluded_offer_ids=list(postback.excluded_offer_ids),
-            conversion_types=list(postback.conversion_types),
-            conversion_statuses=list(postback.conversion_statuses),
-            url=postback.url,
-            enabled=postback.enabled,
-            created_at=postback.created_at,
-            updated_at=postback.updated_at,
-        ).save()
+        new_item(postback).save()
 
     def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """The handler as Lambda calls it: a Lambda-shaped event dict and a context."""
@@ -137,7 +125,6 @@ def counted(stack: Stack) -> Iterator[Callable[[], Counter[str]]]:
 
     def record(model: Any, **_: Any) -> None:
         calls.append(model.name)
-
 
     def snapshot() -> Counter[str]:
         counts = Counter(calls)

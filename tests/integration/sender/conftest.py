@@ -31,8 +31,10 @@ from functions.sender.handler import on_delivery_message
 from functions.sender.service import build_delivery_sender, set_delivery_sender
 from functions.settings import Settings, parse_private_targets
 from functions.storage.models import DeliveryModel, PostbackModel
+from functions.storage.postbacks import new_item
 from infrastructure.resources import create_all
 from tests.support.aws_calls import on_every_aws_call
+from tests.support.conversions import postback
 
 REGION = "us-east-1"
 
@@ -159,20 +161,7 @@ class Stack:
 
     def postback(self, postback_id: str = "pb_1", *, url: str, enabled: bool = True, affiliate: str = "aff-1") -> None:
         now = format_timestamp(datetime.now(UTC))
-        PostbackModel(
-            postback_id,
-            affiliate_id=affiliate,
-            listing="postbacks",
-            scope="global",
-            included_offer_ids=[],
-            excluded_offer_ids=[],
-            conversion_types=["sale"],
-            conversion_statuses=["approved"],
-            url=url,
-            enabled=enabled,
-            created_at=now,
-            updated_at=now,
-        ).save()
+        new_item(postback(postback_id, affiliate, url=url, enabled=enabled, updated_at=now)).save()
 
     def delivery(
         self,
@@ -337,7 +326,6 @@ def aws_calls(stack: Stack) -> Iterator[Callable[[], Counter[AwsCall]]]:
         if model.name != "DeleteMessage":
             with lock:
                 calls.append((model.name, str(target)))
-
 
     def snapshot() -> Counter[AwsCall]:
         with lock:

@@ -1,15 +1,28 @@
-"""Cost per million conversions at AWS list prices, from counted requests and measured durations.
+"""Benchmark 6: cost per million conversions at AWS list prices, from benchmarks 1 and 3.
 
-Pure arithmetic: the inputs are what the other benchmarks measured, per conversion record or
-per delivery, and the prices are explicit so the assumptions print with the result.
+Per conversion record (benchmark 1, steady state): evaluator requests, write and read units,
+SendMessageBatch calls, deliveries created, and the handler's duration per batch of 100 (measured
+on moto in-process, so it includes moto's own CPU: an upper bound). Per delivery (benchmark 3):
+the sender's requests and units, and the handler's duration per batch of 10 against a receiver
+that answers in 200 ms. Lambda's SQS poller adds one ReceiveMessage and one DeleteMessageBatch
+per batch of 10 (empty polls are ignored). Stream reads by Lambda are free. Memory sizes come from
+`.chalice/config.json`. The prices are explicit, so the assumptions print with the result.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from bench.report import BenchmarkResult, Row
+
+ROOT = Path(__file__).resolve().parent.parent
 MILLION = 1_000_000
+EVALUATOR_BATCH = 100
+SENDER_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -23,8 +36,9 @@ class Prices:
     sqs_request: float = 0.40 / MILLION  # standard queue, per 64 KiB chunk
     as_of: str = "2026-11-26"
     source: str = (
-        "the project's design brief (Lambda $0.0000166667/GB-s and $0.20/M requests; DynamoDB on-demand "
-        "$1.25/M WRU and $0.25/M RRU; SQS $0.40/M requests); stream reads by Lambda are free; free tiers ignored"
+        "AWS list prices for us-east-1 as stated when the benchmark was written, not fetched live (Lambda "
+        "$0.0000166667/GB-s and $0.20/M requests; DynamoDB on-demand $1.25/M WRU and $0.25/M RRU; SQS $0.40/M "
+        "requests); stream reads by Lambda are free; free tiers ignored"
     )
     caveat: str = (
         "AWS halved DynamoDB on-demand prices on 2024-11-01 ($0.625/M WRU, $0.125/M RRU in us-east-1); "
@@ -62,12 +76,15 @@ class CostLine:
     quantity: float
     unit: str
     unit_price: float
-    dollars: float
+
+    @property
+    def dollars(self) -> float:
+        return self.quantity * self.unit_price
 
 
 @dataclass(frozen=True)
 class CostBreakdown:
-    lines: tuple[CostLine, ...] = field(default_factory=tuple)
+    lines: tuple[CostLine, ...]
 
     @property
     def total(self) -> float:
@@ -76,58 +93,14 @@ class CostBreakdown:
 
 def cost_per_million(workload: Workload, prices: Prices) -> CostBreakdown:
     lines: list[CostLine] = []
-    for function in workload.functions:
-        lines.append(
-            CostLine(
-                f"Lambda {function.name} requests",
-                function.invocations,
-                "requests",
-                prices.lambda_request,
-                function.invocations * prices.lambda_request,
-            )
-        )
-        lines.append(
-            CostLine(
-                f"Lambda {function.name} compute ({function.memory_mb} MB)",
-                function.gb_seconds,
-                "GB-s",
-                prices.lambda_gb_second,
-                function.gb_seconds * prices.lambda_gb_second,
-            )
-        )
-    lines.append(
-        CostLine(
-            "DynamoDB writes",
-            workload.dynamodb_write_units,
-            "WRU",
-            prices.dynamodb_write_unit,
-            workload.dynamodb_write_units * prices.dynamodb_write_unit,
-        )
-    )
-    lines.append(
-        CostLine(
-            "DynamoDB reads",
-            workload.dynamodb_read_units,
-            "RRU",
-            prices.dynamodb_read_unit,
-            workload.dynamodb_read_units * prices.dynamodb_read_unit,
-        )
-    )
-    lines.append(
-        CostLine(
-            "SQS requests",
-            workload.sqs_requests,
-            "requests",
-            prices.sqs_request,
-            workload.sqs_requests * prices.sqs_request,
-        )
-    )
+    for f in workload.functions:
+        lines.append(CostLine(f"Lambda {f.name} requests", f.invocations, "requests", prices.lambda_request))
+        compute = f"Lambda {f.name} compute ({f.memory_mb} MB)"
+        lines.append(CostLine(compute, f.gb_seconds, "GB-s", prices.lambda_gb_second))
+    lines.append(CostLine("DynamoDB writes", workload.dynamodb_write_units, "WRU", prices.dynamodb_write_unit))
+    lines.append(CostLine("DynamoDB reads", workload.dynamodb_read_units, "RRU", prices.dynamodb_read_unit))
+    lines.append(CostLine("SQS requests", workload.sqs_requests, "requests", prices.sqs_request))
     return CostBreakdown(tuple(lines))
-
-
-def sqs_request_chunks(requests: int, payload_bytes: int) -> int:
-    """SQS bills each request per started 64 KiB of payload."""
-    return requests * max(1, math.ceil(payload_bytes / 65536))
 
 
 def format_breakdown(breakdown: CostBreakdown, prices: Prices) -> str:
@@ -140,3 +113,84 @@ def format_breakdown(breakdown: CostBreakdown, prices: Prices) -> str:
     lines.append(f"prices as of {prices.as_of}: {prices.source}")
     lines.append(f"caveat: {prices.caveat}")
     return "\n".join(lines)
+
+
+def memory_mb(function: str, config_path: Path = ROOT / ".chalice" / "config.json") -> int:
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    specific = config.get("lambda_functions", {}).get(function, {})
+    return int(specific.get("lambda_memory_size", config.get("lambda_memory_size", 128)))
+
+
+def workload_from(evaluator: dict[str, Any], sender: dict[str, Any]) -> tuple[Workload, dict[str, float]]:
+    """The workload per million conversions from the details of benchmarks 1 and 3."""
+    steady = evaluator["phases"]["steady state"]
+    records = float(steady["records"])
+    deliveries_per_record = steady["deliveries"] / records
+    deliveries = deliveries_per_record * MILLION
+    evaluator_sends = steady["requests_by_operation"].get("sqs:SendMessageBatch", 0) / records * MILLION
+    sender_requests = sender["aws_requests_per_delivery"]
+    sender_sqs = sum(count for name, count in sender_requests.items() if name.startswith("sqs:")) * deliveries
+    poller_sqs = 2 * deliveries / SENDER_BATCH
+    write_units = (
+        sum(steady["write_units"].values()) / records * MILLION
+        + sum(sender["write_units_per_delivery"].values()) * deliveries
+    )
+    read_units = (
+        sum(steady["read_units"].values()) / records * MILLION
+        + sum(sender["read_units_per_delivery"].values()) * deliveries
+    )
+    batch_of_ten = sorted(sender["batch_of_ten_seconds"])
+    functions = (
+        LambdaFunctionLoad(
+            "evaluator",
+            MILLION / EVALUATOR_BATCH,
+            float(steady["median_batch_seconds"]) * 1000.0,
+            memory_mb("on_conversion_change"),
+        ),
+        LambdaFunctionLoad(
+            "sender",
+            deliveries / SENDER_BATCH,
+            batch_of_ten[len(batch_of_ten) // 2] * 1000.0,
+            memory_mb("on_delivery_message"),
+        ),
+    )
+    inputs = {
+        "deliveries_per_conversion": deliveries_per_record,
+        "evaluator_send_message_batch_per_million": evaluator_sends,
+        "sender_sqs_requests_per_million": sender_sqs,
+        "lambda_poller_sqs_requests_per_million": poller_sqs,
+    }
+    return Workload(functions, write_units, read_units, evaluator_sends + sender_sqs + poller_sqs), inputs
+
+
+def run(evaluator: BenchmarkResult, sender: BenchmarkResult, prices: Prices | None = None) -> BenchmarkResult:
+    prices = prices or Prices()
+    workload, inputs = workload_from(evaluator.details, sender.details)
+    breakdown = cost_per_million(workload, prices)
+    rows = [
+        Row(
+            "6 cost",
+            "USD per million conversions (list prices)",
+            breakdown.total,
+            "USD",
+            "printed",
+            None,
+            note=f"{inputs['deliveries_per_conversion']:.3f} deliveries per conversion; see the price table below",
+        )
+    ]
+    rows.extend(Row("6 cost", line.item, line.dollars, "USD") for line in breakdown.lines)
+    return BenchmarkResult(
+        "cost",
+        rows,
+        {
+            "inputs": inputs,
+            "workload": {
+                "functions": [vars(function) for function in workload.functions],
+                "dynamodb_write_units": workload.dynamodb_write_units,
+                "dynamodb_read_units": workload.dynamodb_read_units,
+                "sqs_requests": workload.sqs_requests,
+            },
+            "prices": vars(prices),
+            "table": format_breakdown(breakdown, prices),
+        },
+    )

@@ -1,29 +1,27 @@
-"""Counting AWS requests with botocore event hooks, and estimating DynamoDB capacity units.
+"""AWS requests and DynamoDB capacity units of a benchmark, billed from the requests it records.
 
-pynamodb builds one botocore session and client per model class and thread, and boto3 builds its
-own for SQS; so the counter wraps `botocore.session.Session.create_client` while installed and
-registers `before-call` / `after-call` hooks on every client created meanwhile. Nothing is stubbed:
-each counted call still goes to moto (or the moto server) as it would to AWS.
-
-Capacity units follow DynamoDB's published rules, computed from the item sizes seen in the
-requests and responses (moto does not meter): a write costs ceil(size / 1 KiB) on the table plus
-the same on every GSI whose keys the item carries (projections here are ALL); an eventually
-consistent read costs ceil(size / 4 KiB) / 2 per request, a strongly consistent one twice that.
-Sizes of updated items are taken from the last put of the same key (the update's own values are
-added), which is what DynamoDB bills for an update of that item.
+`RequestCounter` is the tests' recorder (`tests.support.aws_calls.AwsCallLog`) that keeps totals
+instead of the requests: requests by (service, operation), and DynamoDB capacity units following
+DynamoDB's published rules, computed from the item sizes seen in the requests and responses (moto
+does not meter). A write costs ceil(size / 1 KiB) on the table plus the same on every GSI whose
+keys the item carries (projections here are ALL); an eventually consistent read costs
+ceil(size / 4 KiB) / 2 per request, a strongly consistent one twice that. Sizes of updated items
+are taken from the last put of the same key (the update's own values are added), which is what
+DynamoDB bills for an update of that item.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.session
+from tests.support.aws_calls import AwsCallLog, AwsRequest
+from tests.support.aws_calls import forget_pynamodb_connections as forget_cached_clients
+
+__all__ = ["RequestCounter", "TableKeys", "Usage", "forget_cached_clients"]
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
@@ -113,20 +111,27 @@ class Usage:
         self.read_units[table] = self.read_units.get(table, 0.0) + units
 
 
-class RequestCounter:
-    """Counts every AWS request made by clients created while it is installed.
+class RequestCounter(AwsCallLog):
+    """Counts and bills every AWS request made by the clients it is attached to (`installed()`).
 
-    `tables` gives each table's key attributes and the key attributes of each of its GSIs, so a
-    write is billed on every index the item appears in. Counting can be paused
-    (`enabled = False`) while a benchmark seeds its data.
+    Active from the start; `enabled = False` (or `paused()`) while a benchmark seeds its data.
+    `tables` gives each table's key attributes and those of its GSIs, so a write is billed on every
+    index the item appears in.
     """
 
     def __init__(self, tables: Mapping[str, TableKeys] | None = None) -> None:
+        super().__init__(active=True)
         self.usage = Usage()
-        self.enabled = True
         self._tables = dict(tables or {})
         self._sizes: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.active
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        self.active = on
 
     def set_tables(self, tables: Mapping[str, TableKeys]) -> None:
         self._tables = dict(tables)
@@ -135,66 +140,27 @@ class RequestCounter:
         with self._lock:
             return self.usage.copy()
 
-    def reset(self) -> None:
+    def record(self, request: AwsRequest) -> None:
+        """Counts the request and bills a write from its parameters."""
         with self._lock:
-            self.usage = Usage()
+            self.usage.requests[(request.service, request.operation)] += 1
+            if request.service == "dynamodb":
+                self._bill_write(request.operation, request.params)
 
-    def attach(self, client: Any) -> None:
-        """Register the hooks on one client's event system."""
-        service = client.meta.service_model.service_name
-        client.meta.events.register(f"before-call.{service}.*", self._before_call)
-        if service == "dynamodb":
-            client.meta.events.register(f"before-parameter-build.{service}.*", self._before_parameter_build)
-            client.meta.events.register(f"after-call.{service}.*", self._after_call)
-
-    @contextmanager
-    def installed(self) -> Iterator[RequestCounter]:
-        """Attach to every botocore client created inside the block."""
-        original = botocore.session.Session.create_client
-        counter = self
-
-        def create_client(session: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
-            client = original(session, *args, **kwargs)
-            counter.attach(client)
-            return client
-
-        botocore.session.Session.create_client = create_client
-        try:
-            yield self
-        finally:
-            botocore.session.Session.create_client = original
-
-    # botocore hooks -------------------------------------------------------------------------
-
-    def _before_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
-        """Counts the request (once per API call; botocore's own retries are not counted)."""
-        if not self.enabled:
+    def responded(self, request: AwsRequest) -> None:
+        """Bills a read on the bytes it returned."""
+        if request.service != "dynamodb" or request.response is None:
             return
+        parsed = request.response
+        table = str(request.params.get("TableName", "?"))
+        consistent = bool(request.params.get("ConsistentRead", False))
         with self._lock:
-            self.usage.requests[(model.service_model.service_name, model.name)] += 1
-
-    def _before_parameter_build(self, model: Any, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
-        """Bills writes from the API parameters (before-call only sees the serialised request)."""
-        if not self.enabled:
-            return
-        with self._lock:
-            context["bench_table"] = str(params.get("TableName", "?"))
-            context["bench_consistent"] = bool(params.get("ConsistentRead", False))
-            self._bill_write(model.name, params)
-
-    def _after_call(self, model: Any, parsed: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
-        if not self.enabled or "bench_table" not in context:
-            return
-        table = str(context["bench_table"])
-        consistent = bool(context.get("bench_consistent", False))
-        with self._lock:
-            if model.name in ("Query", "Scan"):
+            if request.operation in ("Query", "Scan"):
                 size = sum(item_size(item) for item in parsed.get("Items", []))
                 self.usage.add_read(table, read_units(size, consistent))
-            elif model.name == "GetItem":
-                size = item_size(parsed.get("Item", {}))
-                self.usage.add_read(table, read_units(size, consistent))
-            elif model.name == "BatchGetItem":
+            elif request.operation == "GetItem":
+                self.usage.add_read(table, read_units(item_size(parsed.get("Item", {})), consistent))
+            elif request.operation == "BatchGetItem":
                 for name, items in parsed.get("Responses", {}).items():
                     self.usage.add_read(name, read_units(sum(item_size(item) for item in items), consistent))
 
@@ -244,15 +210,3 @@ class RequestCounter:
         info = self._tables.get(table)
         names = info.key if info is not None else tuple(sorted(item))
         return repr([(name, repr(item.get(name))) for name in names])
-
-
-def forget_cached_clients() -> None:
-    """Drop the botocore clients pynamodb caches on the model classes.
-
-    A client keeps the hooks of the counter that was installed when it was created, so each
-    benchmark that counts starts with fresh connections (as a cold Lambda container would).
-    """
-    from functions.storage.models import DeliveryModel, PostbackModel
-
-    for model in (PostbackModel, DeliveryModel):
-        model._connection = None

@@ -28,7 +28,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,49 +83,11 @@ def summarise(written_at: Mapping[str, float], received: Iterable[tuple[str, flo
     )
 
 
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-def stage_latencies(written_at: Mapping[str, float], deliveries: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Where the time goes, from the delivery log: written -> delivery created (stream poller and
-    evaluator), and created -> first GET started (queue, queue poller and sender)."""
-    stages: dict[str, list[float]] = {"written_to_created": [], "created_to_first_get": []}
-    for delivery in deliveries:
-        written = written_at.get(str(delivery.get("conversion_id")))
-        created = delivery.get("created_at")
-        if written is None or not isinstance(created, str):
-            continue
-        created_at = _epoch(created)
-        stages["written_to_created"].append(created_at - written)
-        attempts = delivery.get("attempts") or []
-        if attempts and isinstance(attempts[0].get("at"), str):
-            stages["created_to_first_get"].append(_epoch(attempts[0]["at"]) - created_at)
-    return stages
-
-
-def _delivery_log(stack: Any, postback_id: str, pages: int = 20) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = ""
-    for _ in range(pages):
-        response = stack.api(
-            "GET", f"/postbacks/{postback_id}/deliveries?limit=100" + (f"&cursor={cursor}" if cursor else "")
-        )
-        if response.status_code != 200:
-            raise RuntimeError(f"reading the delivery log: {response.status_code}")
-        page = response.json()
-        items.extend(page["items"])
-        cursor = page.get("next_cursor") or ""
-        if not cursor:
-            break
-    return items
-
-
 def _stack_environment(moto_port: int, api_port: int) -> dict[str, str]:
     from tests.e2e.harness import stack_environment
 
     # The harness's environment is tuned for fast retry tests; the benchmark measures `make run`'s
-    # defaults (contract §8), so put those back.
+    # defaults (docs/contract.md §8), so put those back.
     return stack_environment(
         moto_port,
         api_port,
@@ -199,15 +160,6 @@ def measure(conversions: int, rate: float) -> tuple[LatencySummary, dict[str, An
             hits = receiver.requests(ROUTE)
             summary = summarise(written_at, ((hit.query.get("c", ""), hit.at) for hit in hits))
             details["distinct_delivery_ids"] = len({hit.query.get("d") for hit in hits})
-            try:
-                stages = stage_latencies(written_at, _delivery_log(stack, str(response.json()["id"])))
-                details["stages_seconds"] = {
-                    name: {"p50": percentile(values, 50), "p95": percentile(values, 95), "count": len(values)}
-                    for name, values in stages.items()
-                    if values
-                }
-            except (RuntimeError, ValueError, KeyError, OSError) as exc:
-                details["stages_error"] = f"{type(exc).__name__}: {exc}"
         finally:
             details["stack_exit_code"] = process.stop(signal.SIGINT)
     details["latencies_seconds"] = [round(value, 4) for value in summary.latencies]
@@ -218,15 +170,9 @@ def run(quick: bool = True) -> BenchmarkResult:
     conversions = 500 if quick else 1000
     summary, details = measure(conversions, rate=25.0)
     p50, p95, p99 = (summary.percentile(q) for q in (50.0, 95.0, 99.0))
-    stages = details.get("stages_seconds", {})
-    breakdown = "; ".join(
-        f"{name.replace('_', ' ')} p50 {figures['p50']:.2f} s, p95 {figures['p95']:.2f} s"
-        for name, figures in stages.items()
-    )
     note = (
         f"{summary.sent} conversions at {details['rate_per_second']:.0f}/s; "
         f"from just before PutItem to the receiver's answer; max {max(summary.latencies, default=0):.2f} s"
-        + (f"; {breakdown}" if breakdown else "")
     )
     rows = [
         Row(
@@ -278,15 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conversions", type=int, default=500)
     parser.add_argument("--rate", type=float, default=25.0, help="conversions written per second")
     args = parser.parse_args(argv)
-    summary, details = measure(args.conversions, args.rate)
+    summary, _ = measure(args.conversions, args.rate)
     p50, p95, p99 = (summary.percentile(q) for q in (50.0, 95.0, 99.0))
     print(
         f"{summary.sent} conversions at {args.rate:g}/s: p50 {p50 or 0:.3f} s, p95 {p95 or 0:.3f} s, "
         f"p99 {p99 or 0:.3f} s, max {max(summary.latencies, default=0):.3f} s; received {summary.received}, "
         f"duplicates {summary.duplicates}, unexpected {summary.unexpected}"
     )
-    for name, figures in details.get("stages_seconds", {}).items():
-        print(f"  {name.replace('_', ' ')}: p50 {figures['p50']:.3f} s, p95 {figures['p95']:.3f} s")
     return 0 if summary.received == summary.sent and not summary.duplicates else 1
 
 

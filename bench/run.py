@@ -13,6 +13,7 @@ from bench import environment
 environment.prepare()
 
 import argparse  # noqa: E402
+import importlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -27,27 +28,8 @@ BENCHMARKS = ("evaluator_requests", "throughput", "sender_concurrency", "cold_st
 
 
 def _runner(name: str) -> Callable[[bool], BenchmarkResult]:
-    if name == "evaluator_requests":
-        from bench import evaluator_requests
-
-        return evaluator_requests.run
-    if name == "throughput":
-        from bench import throughput
-
-        return throughput.run
-    if name == "sender_concurrency":
-        from bench import sender_concurrency
-
-        return sender_concurrency.run
-    if name == "cold_start":
-        from bench import cold_start
-
-        return cold_start.run
-    if name == "e2e_latency":
-        from bench import e2e_latency
-
-        return e2e_latency.run
-    raise ValueError(f"unknown benchmark {name!r}")
+    run: Callable[[bool], BenchmarkResult] = importlib.import_module(f"bench.{name}").run
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             if name == "cost":
-                from bench import cost_model
+                from bench import cost
 
                 if "evaluator_requests" not in results or "sender_concurrency" not in results:
                     raise RuntimeError("the cost model needs evaluator_requests and sender_concurrency in the same run")
-                result = cost_model.run(results["evaluator_requests"], results["sender_concurrency"])
+                result = cost.run(results["evaluator_requests"], results["sender_concurrency"])
             else:
                 result = _runner(name)(args.quick)
         except Exception as exc:

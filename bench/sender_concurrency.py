@@ -25,14 +25,12 @@ delivers) on moto is timed for the cost model.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,7 +38,6 @@ from bench.counting import RequestCounter, forget_cached_clients
 from bench.report import BenchmarkResult, Row
 from bench.stats import median, ratio
 from functions.core.model import (
-    Attempt,
     Delivery,
     DeliveryState,
     Postback,
@@ -99,139 +96,6 @@ def receivers(hosts: tuple[str, ...], delay: float) -> Iterator[list[SlowReceive
             server.server_close()
 
 
-class InMemoryDeliveries:
-    """The sender's `DeliveryStore` in memory, with the conditions of the real repository (lease, owner)."""
-
-    def __init__(self) -> None:
-        from functions.storage.delivery_attempts import LeaseLost
-
-        self._lease_lost = LeaseLost
-        self.records: dict[str, Delivery] = {}
-        self._lock = threading.Lock()
-
-    def get(self, delivery_id: str) -> Delivery | None:
-        with self._lock:
-            return self.records.get(delivery_id)
-
-    def acquire_lease(
-        self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> Delivery | None:
-        with self._lock:
-            record = self.records.get(delivery_id)
-            if record is None:
-                return None
-            expired = record.state is DeliveryState.IN_FLIGHT and (record.lease_expires_at or 0) < now.timestamp()
-            if record.state not in (DeliveryState.PENDING, DeliveryState.RETRYING) and not expired:
-                return None
-            if record.next_attempt_at is not None and record.next_attempt_at > format_timestamp(due_by):
-                return None
-            record = dataclasses.replace(
-                record,
-                state=DeliveryState.IN_FLIGHT,
-                lease_owner=owner,
-                lease_expires_at=now.timestamp() + lease_seconds,
-                updated_at=format_timestamp(now),
-            )
-            self.records[delivery_id] = record
-            return record
-
-    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None:
-        with self._lock:
-            record = self.records[delivery_id]
-            if record.lease_owner != owner:
-                return None
-            record = dataclasses.replace(record, state=state, lease_owner=None, lease_expires_at=None)
-            self.records[delivery_id] = record
-            return record
-
-    def _finish(self, delivery_id: str, owner: str, now: datetime, attempt: Attempt | None, **changes: Any) -> Delivery:
-        with self._lock:
-            record = self.records[delivery_id]
-            if record.lease_owner != owner:
-                raise self._lease_lost(delivery_id)
-            record = dataclasses.replace(
-                record,
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=format_timestamp(now),
-                attempts=record.attempts + ((attempt,) if attempt else ()),
-                cycle_attempts=record.cycle_attempts + (1 if attempt else 0),
-                schedule_started_at=record.schedule_started_at or (attempt.at if attempt else None),
-                **changes,
-            )
-            self.records[delivery_id] = record
-            return record
-
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
-        return self._finish(delivery_id, owner, now, None, state=DeliveryState.CANCELLED, reason=reason)
-
-    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery:
-        return self._finish(
-            delivery_id, owner, now, attempt, state=DeliveryState.DELIVERED, delivered_at=format_timestamp(now)
-        )
-
-    def record_retry(
-        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
-    ) -> Delivery:
-        return self._finish(
-            delivery_id,
-            owner,
-            now,
-            attempt,
-            state=DeliveryState.RETRYING,
-            next_attempt_at=format_timestamp(next_attempt_at),
-        )
-
-    def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
-    ) -> Delivery:
-        return self._finish(
-            delivery_id,
-            owner,
-            now,
-            attempt,
-            state=DeliveryState.DEAD_LETTERED,
-            reason=reason,
-            dead_lettered_at=format_timestamp(now),
-        )
-
-
-class InMemoryPostbacks:
-    def __init__(self, postbacks: Sequence[Postback]) -> None:
-        self.postbacks = {postback.id: postback for postback in postbacks}
-
-    def get(self, postback_id: str) -> Postback | None:
-        return self.postbacks.get(postback_id)
-
-    def get_many(self, postback_ids: list[str]) -> dict[str, Postback]:
-        return {key: self.postbacks[key] for key in postback_ids if key in self.postbacks}
-
-
-class InMemoryHealth:
-    def __init__(self) -> None:
-        self.writes = 0
-
-    def record_success(self, postback_id: str, at: datetime) -> bool:
-        self.writes += 1
-        return True
-
-    def record_failure(self, postback_id: str, reason: str, at: datetime) -> bool:
-        self.writes += 1
-        return True
-
-
-class InMemoryQueue:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def change_visibility(self, receipt_handle: str, seconds: float) -> None:
-        self.calls += 1
-
-    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str:
-        self.calls += 1
-        return uuid.uuid4().hex
-
-
 def run(quick: bool = True) -> BenchmarkResult:
     import boto3
     from moto import mock_aws
@@ -282,10 +146,10 @@ def _postback(index: int, server: SlowReceiver) -> Postback:
 
 def _sequential(servers: list[SlowReceiver]) -> float:
     """The baseline: the same 50 deliveries' URLs, one after another, with the same HTTP client."""
-    from functions.sender.http_client import PinnedHttpClient
-    from functions.settings import load_settings
+    from functions import bootstrap
 
-    client = PinnedHttpClient.from_settings(load_settings())
+    bootstrap.reset()
+    client = bootstrap.new_http_client()
     urls = [url for _, _, url in _urls(servers, BATCH, len(servers), "seq")]
     client.get(urls[0])  # warm the pool like the handler's warm-up
     started = time.perf_counter()
@@ -300,17 +164,18 @@ def _sequential(servers: list[SlowReceiver]) -> float:
 
 def _run_in_memory(servers: list[SlowReceiver], runs: int) -> dict[str, Any]:
     """(ii) The real `DeliverySender` and `PinnedHttpClient`; deliveries, postbacks, health and queues in memory."""
+    from functions import bootstrap
     from functions.core.schedule import RetryPolicy
-    from functions.sender.http_client import PinnedHttpClient
     from functions.sender.service import DeliverySender, IncomingMessage
-    from functions.settings import load_settings
+    from tests.support.fakes import InMemoryDeliveries, InMemoryHealth, InMemoryPostbacks, InMemoryQueue
 
-    settings = load_settings()
+    bootstrap.reset()
+    settings = bootstrap.settings()
     deliveries = InMemoryDeliveries()
     postbacks = InMemoryPostbacks([_postback(index, server) for index, server in enumerate(servers)])
     health = InMemoryHealth()
     queue = InMemoryQueue()
-    client = PinnedHttpClient.from_settings(settings)
+    client = bootstrap.new_http_client()
     sender = DeliverySender(
         deliveries=deliveries,
         postbacks=postbacks,
@@ -371,23 +236,21 @@ def _run_in_memory(servers: list[SlowReceiver], runs: int) -> dict[str, Any]:
 
 def _run_moto(counter: RequestCounter, servers: list[SlowReceiver], runs: int, boto3: Any) -> dict[str, Any]:
     """(i) The real handler, resolved by its handler string, on moto in-process."""
+    from functions import bootstrap
     from functions.core.matching import PlannedDelivery
-    from functions.sender import service as sender_service
-    from functions.settings import load_settings
-    from functions.storage.deliveries import DeliveryRepository
-    from functions.storage.postbacks import PostbackRepository
     from infrastructure.resources import create_all
     from local.lambda_runtime import LambdaContext, resolve_handler, sqs_event_record
 
     counter.enabled = False
-    settings = load_settings()
+    bootstrap.reset()
+    settings = bootstrap.settings()
     sqs = boto3.client("sqs")
     created = create_all(boto3.client("dynamodb"), sqs, settings, conversions=False)
     queue_arn = sqs.get_queue_attributes(QueueUrl=created.queue_urls["DeliveriesQueue"], AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    postbacks = PostbackRepository()
-    deliveries = DeliveryRepository()
+    postbacks = bootstrap.postback_repository()
+    deliveries = bootstrap.delivery_repository()
     for index, server in enumerate(servers):
         postbacks.create(_postback(index, server), limit=100)
 
@@ -421,7 +284,6 @@ def _run_moto(counter: RequestCounter, servers: list[SlowReceiver], runs: int, b
             records.append(sqs_event_record(message, queue_arn))
         return records
 
-    sender_service.set_delivery_sender(None)
     handler = resolve_handler(HANDLER)
 
     def timed_call(records: list[dict[str, Any]]) -> float:
@@ -441,7 +303,7 @@ def _run_moto(counter: RequestCounter, servers: list[SlowReceiver], runs: int, b
     usage = counter.snapshot().minus(before)
     one_host = [timed_call(make_batch(BATCH, 1)) for _ in range(max(1, runs // 2))]
     batch_of_ten = [timed_call(make_batch(10, len(servers))) for _ in range(runs)]
-    sender_service.set_delivery_sender(None)
+    bootstrap.reset()
     deliveries_sent = BATCH * runs
     return {
         "concurrent_seconds": concurrent,

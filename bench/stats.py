@@ -1,4 +1,4 @@
-"""Pure statistics for the benchmarks: percentiles, medians, a Zipf sampler, distinct-draw estimates."""
+"""Pure statistics for the benchmarks: percentiles, medians, a Zipf sampler, ratios."""
 
 from __future__ import annotations
 
@@ -55,10 +55,6 @@ class ZipfSampler:
     def draw(self) -> int:
         """One rank in 1..n."""
         return bisect.bisect_left(self._cumulative, self._rng.random()) + 1
-
-    def expected_distinct(self, draws: int) -> float:
-        """The expected number of distinct ranks among `draws` independent draws."""
-        return math.fsum(1.0 - (1.0 - p) ** draws for p in self.probabilities)
 
 
 def ratio(numerator: float, denominator: float) -> float:

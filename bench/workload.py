@@ -28,6 +28,8 @@ from typing import Any
 
 from bench.stats import ZipfSampler
 from functions.core.model import Postback, Scope
+from tests.support.conversions import postback
+from tests.support.streams import stream_record
 
 AFFILIATES = 1000
 POSTBACKS_PER_AFFILIATE = 20
@@ -35,7 +37,6 @@ ZIPF_EXPONENT = 1.1
 OFFER_SCOPED = 18
 UNTRACKED_OFFERS = range(20, 30)
 CREATED_AT = "2026-01-01T00:00:00.000000Z"
-STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/conversions/stream/2026-01-01T00:00:00.000"
 URL_TEMPLATE = (
     "https://{host}/postback?click={{affS1}}&sub2={{affS2}}&status={{conversionStatus}}"
     "&payout={{payout}}&cur={{currency}}&txn={{externalId}}&dedup={{deliveryId}}"
@@ -77,19 +78,16 @@ def postbacks_of(rank: int, host: str | None = None) -> list[Postback]:
             scope, included, excluded = Scope.GLOBAL, (), ()
             types, statuses = ("signup",), ("approved",)
         postbacks.append(
-            Postback(
-                id=postback_id(rank, index),
-                affiliate_id=affiliate_id(rank),
+            postback(
+                postback_id(rank, index),
+                affiliate_id(rank),
                 scope=scope,
-                included_offer_ids=included,
-                excluded_offer_ids=excluded,
-                conversion_types=types,
-                conversion_statuses=statuses,
+                included=included,
+                excluded=excluded,
+                types=types,
+                statuses=statuses,
                 url=url,
-                enabled=True,
-                created_at=CREATED_AT,
                 updated_at=CREATED_AT,
-                version=1,
             )
         )
     return postbacks
@@ -106,28 +104,24 @@ class GeneratedRecord:
     record: dict[str, Any]
 
 
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _image(
+def _conversion(
     conversion_id: str, rank: int, offer: int, conversion_type: str, status: str, payout: Decimal
 ) -> dict[str, Any]:
     return {
-        "conversion_id": _s(conversion_id),
-        "affiliate_id": _s(affiliate_id(rank)),
-        "offer_id": _s(f"offer-{offer}"),
-        "conversion_type": _s(conversion_type),
-        "status": _s(status),
-        "cid": _s(f"click-{conversion_id}"),
-        "external_id": _s(f"order-{conversion_id}"),
-        "aff_s1": _s(f"s1-{conversion_id}"),
-        "aff_s2": _s("campaign-7"),
-        "payout": {"N": str(payout)},
-        "revenue": {"N": str(payout * 2)},
-        "currency": _s("USD"),
-        "created_at": _s("2026-11-24T10:00:00Z"),
-        "status_changed_at": _s("2026-11-24T10:05:00Z"),
+        "conversion_id": conversion_id,
+        "affiliate_id": affiliate_id(rank),
+        "offer_id": f"offer-{offer}",
+        "conversion_type": conversion_type,
+        "status": status,
+        "cid": f"click-{conversion_id}",
+        "external_id": f"order-{conversion_id}",
+        "aff_s1": f"s1-{conversion_id}",
+        "aff_s2": "campaign-7",
+        "payout": payout,
+        "revenue": payout * 2,
+        "currency": "USD",
+        "created_at": "2026-11-24T10:00:00Z",
+        "status_changed_at": "2026-11-24T10:05:00Z",
     }
 
 
@@ -163,61 +157,41 @@ class RecordGenerator:
                 index = rng.choice([j for j in range(OFFER_SCOPED) if j % 3 == 0])
             conversion_type = "sale" if index % 2 == 0 else "lead"
             new_status = "approved" if kind == "approve" else "rejected"
-            old = _image(conversion_id, rank, index, conversion_type, "pending", payout)
-            new = _image(conversion_id, rank, index, conversion_type, new_status, payout)
+            old = _conversion(conversion_id, rank, index, conversion_type, "pending", payout)
+            new = _conversion(conversion_id, rank, index, conversion_type, new_status, payout)
         elif kind == "insert":
             old = None
-            new = _image(conversion_id, rank, rng.randrange(30), rng.choice(("sale", "lead")), "pending", payout)
+            new = _conversion(conversion_id, rank, rng.randrange(30), rng.choice(("sale", "lead")), "pending", payout)
         elif kind == "correction":
             offer = rng.randrange(OFFER_SCOPED)
             conversion_type = "sale" if offer % 2 == 0 else "lead"
-            old = _image(conversion_id, rank, offer, conversion_type, "approved", payout)
-            new = _image(conversion_id, rank, offer, conversion_type, "approved", payout + 1)
+            old = _conversion(conversion_id, rank, offer, conversion_type, "approved", payout)
+            new = _conversion(conversion_id, rank, offer, conversion_type, "approved", payout + 1)
         else:
             if rng.random() < 0.5:
                 offer = rng.randrange(30)
-                old = _image(conversion_id, rank, offer, "sale", "pending", payout)
-                new = _image(conversion_id, rank, offer, "sale", "on_hold", payout)
+                old = _conversion(conversion_id, rank, offer, "sale", "pending", payout)
+                new = _conversion(conversion_id, rank, offer, "sale", "on_hold", payout)
             else:
                 offer = rng.choice(list(UNTRACKED_OFFERS))
-                old = _image(conversion_id, rank, offer, "sale", "pending", payout)
-                new = _image(conversion_id, rank, offer, "sale", "approved", payout)
-        return GeneratedRecord(kind, rank, stream_record(self._sequence, new, old, changed_at))
+                old = _conversion(conversion_id, rank, offer, "sale", "pending", payout)
+                new = _conversion(conversion_id, rank, offer, "sale", "approved", payout)
+        record = stream_record(
+            "INSERT" if old is None else "MODIFY",
+            new=new,
+            old=old,
+            sequence_number=f"{self._sequence:021d}",
+            created_at=changed_at,
+        )
+        return GeneratedRecord(kind, rank, record)
 
     def batch(self, size: int, changed_at: float) -> list[GeneratedRecord]:
         return [self.next(changed_at) for _ in range(size)]
 
 
-def stream_record(sequence: int, new: dict[str, Any], old: dict[str, Any] | None, changed_at: float) -> dict[str, Any]:
-    """One record as Lambda delivers it from a NEW_AND_OLD_IMAGES stream."""
-    dynamodb: dict[str, Any] = {
-        "ApproximateCreationDateTime": changed_at,
-        "Keys": {"conversion_id": new["conversion_id"]},
-        "NewImage": new,
-        "SequenceNumber": f"{sequence:021d}",
-        "SizeBytes": 512,
-        "StreamViewType": "NEW_AND_OLD_IMAGES",
-    }
-    if old is not None:
-        dynamodb["OldImage"] = old
-    return {
-        "eventID": f"event-{sequence}",
-        "eventName": "INSERT" if old is None else "MODIFY",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": dynamodb,
-        "eventSourceARN": STREAM_ARN,
-    }
-
-
-def lambda_event(records: list[GeneratedRecord]) -> dict[str, Any]:
-    return {"Records": [generated.record for generated in records]}
-
-
 @dataclass(frozen=True)
 class Floor:
-    """The request floor without caching, for one batch (design.md, Performance targets)."""
+    """The request floor without caching, for one batch (docs/performance.md, benchmark 1)."""
 
     queries: int
     writes: int
@@ -231,8 +205,3 @@ class Floor:
 def floor_for_batch(distinct_affiliates: int, deliveries: int) -> Floor:
     """One query per distinct affiliate, one conditional write per delivery, a SendMessageBatch per ten."""
     return Floor(distinct_affiliates, deliveries, -(-deliveries // 10))
-
-
-def naive_for_batch(records: int, deliveries: int) -> Floor:
-    """The naive design: a query per record, a put and a send per delivery."""
-    return Floor(records, deliveries, deliveries)

@@ -1,29 +1,169 @@
-"""Composition root: builds each component once per cold start, on first use.
+"""Composition root: the one place that builds the repositories, queues and clients, once per cold start.
 
-Every getter is cached and imports what it builds only when called, so a Lambda constructs (and
-imports) only the parts it uses: the sender never builds the API's service, the API never
-builds an HTTP client. Tests build components directly with fakes, or call `reset()` after
-changing the environment.
+The three handlers (API, evaluator, sender) and the on-call tools get every component through the
+getters below; nothing else constructs a repository or an AWS or HTTP client. Every getter is
+cached, so a process shares one SQS client, one HTTP client and one set of repositories, and
+imports what it builds only when called: a Lambda constructs (and imports) only the parts it uses —
+the sender never builds the API's service, the API builds the HTTP client only for a test fire.
+
+Tests build components directly with fakes, or call `reset(settings)` to run the real wiring with
+settings of their own (`reset()` goes back to the environment's).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
+from functions.core.model import utc_now
 from functions.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from functions.api.delivery_service import DeliveryService
     from functions.api.service import PostbackService
+    from functions.api.testfire import PostbackTestFire
+    from functions.core.egress import EgressPolicy
+    from functions.egress_http import PinnedHttpClient
     from functions.evaluator.service import ConversionEvaluator
-    from functions.sender.service import PostbackTestFire
-    from functions.storage.delivery_attempts import DeliveryAttemptRepository
+    from functions.sender.service import DeliverySender
+    from functions.storage.deliveries import DeliveryRepository
+    from functions.storage.postback_health import PostbackHealthRepository
     from functions.storage.postbacks import PostbackRepository
+    from functions.storage.queues import Queue
+    from functions.storage.streams import StreamRangeReader
+
+
+@dataclass(frozen=True)
+class AwsClientLimits:
+    """Timeouts and attempts of the boto3 clients this process builds."""
+
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
+
+
+# A Lambda bounds every call tightly: a hung call must not use up the invocation.
+LAMBDA_CLIENT_LIMITS = AwsClientLimits(connect_timeout=3, read_timeout=10, max_attempts=3)
+# An engineer at a terminal (the on-call tools) waits longer and retries more.
+TERMINAL_CLIENT_LIMITS = AwsClientLimits(connect_timeout=5, read_timeout=30, max_attempts=5)
+
+_chosen_settings: Settings | None = None
+_client_limits: AwsClientLimits = LAMBDA_CLIENT_LIMITS
+
+
+def reset(settings: Settings | None = None, *, client_limits: AwsClientLimits = LAMBDA_CLIENT_LIMITS) -> None:
+    """Forget every built component; the getters build anew from `settings` (None: the environment's).
+
+    `client_limits`: `TERMINAL_CLIENT_LIMITS` for the on-call tools. Tests call `reset()` after
+    changing the environment, or `reset(settings)` to wire the real components with their own.
+    """
+    global _chosen_settings, _client_limits
+    _chosen_settings = settings
+    _client_limits = client_limits
+    for getter in _GETTERS:
+        getter.cache_clear()
+
+
+# Settings and clients.
 
 
 @functools.cache
 def settings() -> Settings:
-    return load_settings()
+    return _chosen_settings if _chosen_settings is not None else load_settings()
+
+
+def _client_config(max_pool_connections: int = 10) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=_client_limits.connect_timeout,
+        read_timeout=_client_limits.read_timeout,
+        retries={"mode": "standard", "max_attempts": _client_limits.max_attempts},
+        max_pool_connections=max_pool_connections,
+    )
+
+
+@functools.cache
+def sqs_client() -> Any:
+    """The one SQS client of this process, safe to share between threads.
+
+    Created on one thread: the sender's batch workers share it, with a connection per worker so
+    none waits for the pool.
+    """
+    import boto3
+
+    config = settings()
+    return boto3.client(
+        "sqs", region_name=config.region, config=_client_config(max_pool_connections=config.sender_max_concurrency)
+    )
+
+
+@functools.cache
+def dynamodb_streams_client() -> Any:
+    """The client that reads the conversions stream back (the replay of a stream batch failure)."""
+    import boto3
+
+    return boto3.client("dynamodbstreams", region_name=settings().region, config=_client_config())
+
+
+@functools.cache
+def egress_policy() -> EgressPolicy:
+    from functions.core.egress import EgressPolicy
+
+    config = settings()
+    return EgressPolicy(allowed_ports=config.allowed_ports, allow_private=config.allow_private_targets)
+
+
+@functools.cache
+def http_client() -> PinnedHttpClient:
+    """The pinned, bounded HTTP client of every GET to a tracker (the sender's and the test fire's)."""
+    return new_http_client()
+
+
+def new_http_client() -> PinnedHttpClient:
+    """A client of its own, configured as `http_client` (the benchmarks compare clients side by side)."""
+    from functions.egress_http import PinnedHttpClient
+
+    config = settings()
+    return PinnedHttpClient(
+        egress_policy(),
+        connect_timeout=config.connect_timeout_seconds,
+        read_timeout=config.read_timeout_seconds,
+        total_timeout=config.total_timeout_seconds,
+        max_response_bytes=config.max_response_bytes,
+        pool_maxsize=config.sender_max_concurrency,
+    )
+
+
+# Queues.
+
+
+def _queue(name_or_url: str) -> Queue:
+    from functions.storage.queues import Queue
+
+    return Queue(name_or_url, sqs_client())
+
+
+@functools.cache
+def deliveries_queue() -> Queue:
+    return _queue(settings().deliveries_queue)
+
+
+@functools.cache
+def deliveries_dlq() -> Queue:
+    return _queue(settings().deliveries_dlq)
+
+
+@functools.cache
+def evaluator_dlq() -> Queue:
+    return _queue(settings().evaluator_dlq)
+
+
+# Repositories.
 
 
 @functools.cache
@@ -34,42 +174,125 @@ def postback_repository() -> PostbackRepository:
 
 
 @functools.cache
-def postback_service() -> PostbackService:
-    from functions.api.service import PostbackService
+def postback_health_repository() -> PostbackHealthRepository:
+    from functions.storage.postback_health import PostbackHealthRepository
 
-    return PostbackService(postback_repository(), settings(), waiting_deliveries=delivery_attempts())
+    return PostbackHealthRepository()
 
 
 @functools.cache
-def delivery_attempts() -> DeliveryAttemptRepository:
-    from functions.storage.delivery_attempts import DeliveryAttemptRepository
+def delivery_repository() -> DeliveryRepository:
+    from functions.storage.deliveries import DeliveryRepository
 
-    return DeliveryAttemptRepository(ttl_days=settings().delivery_ttl_days)
+    return DeliveryRepository(ttl_days=settings().delivery_ttl_days)
+
+
+@functools.cache
+def stream_range_reader() -> StreamRangeReader:
+    from functions.storage.streams import StreamRangeReader
+
+    # The client is created on the first range read: a command that replays no range never builds one.
+    return StreamRangeReader(dynamodb_streams_client)
+
+
+# Services.
+
+
+@functools.cache
+def postback_service() -> PostbackService:
+    from functions.api.service import PostbackService
+
+    return PostbackService(
+        postback_repository(), settings(), waiting_deliveries=delivery_repository(), egress=egress_policy()
+    )
 
 
 @functools.cache
 def postback_test_fire() -> PostbackTestFire:
-    from functions.sender.service import build_postback_test_fire
+    from functions.api.testfire import PostbackTestFire
 
-    return build_postback_test_fire(settings())
+    return PostbackTestFire(http=http_client(), deliveries=delivery_repository())
+
+
+@functools.cache
+def delivery_service() -> DeliveryService:
+    """The delivery log and the test fire of the API (the HTTP client is built on the first test fire)."""
+    from functions.api.delivery_service import DeliveryService
+
+    return DeliveryService(postbacks=postback_service(), deliveries=delivery_repository(), test_fire=postback_test_fire)
+
+
+def build_conversion_evaluator(
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    rules_clock: Callable[[], float] = time.monotonic,
+    rules_wall_clock: Callable[[], float] = time.time,
+) -> ConversionEvaluator:
+    """An evaluator with a rules cache of its own, on this process's repositories and queues.
+
+    The rules cache is validated by the postbacks table's rules version; the clocks are for tests.
+    """
+    from functions.evaluator.rules_cache import RulesCache
+    from functions.evaluator.service import ConversionEvaluator
+
+    config = settings()
+    postbacks = postback_repository()
+    return ConversionEvaluator(
+        postbacks=postbacks,
+        rules_versions=postbacks,
+        deliveries=delivery_repository(),
+        deliveries_queue=deliveries_queue(),
+        dead_letter_queue=evaluator_dlq(),
+        rules_cache=RulesCache(config.rules_cache_seconds, clock=rules_clock, wall_clock=rules_wall_clock),
+        delivery_ttl_days=config.delivery_ttl_days,
+        clock=clock,
+    )
 
 
 @functools.cache
 def conversion_evaluator() -> ConversionEvaluator:
     """The evaluator of this container (its rules cache lives as long as the container)."""
-    from functions.evaluator.service import build_evaluator
-
-    return build_evaluator(settings())
+    return build_conversion_evaluator()
 
 
-def reset() -> None:
-    """Forget every built component (tests that change the environment)."""
-    for getter in (
-        settings,
-        postback_repository,
-        postback_service,
-        delivery_attempts,
-        postback_test_fire,
-        conversion_evaluator,
-    ):
-        getter.cache_clear()
+@functools.cache
+def delivery_sender() -> DeliverySender:
+    """The sender of this container: repositories, queues and the pinned HTTP client."""
+    from functions.core.schedule import RetryPolicy
+    from functions.sender.service import DeliverySender
+
+    config = settings()
+    return DeliverySender(
+        deliveries=delivery_repository(),
+        postbacks=postback_repository(),
+        health=postback_health_repository(),
+        http=http_client(),
+        queue=deliveries_queue(),
+        dead_letters=deliveries_dlq(),
+        policy=RetryPolicy(base_seconds=config.retry_base_seconds, max_attempts=config.max_attempts),
+        max_concurrency=config.sender_max_concurrency,
+        per_host_concurrency=config.sender_per_host_concurrency,
+        lease_seconds=config.lease_seconds,
+        request_deadline_seconds=config.total_timeout_seconds,
+    )
+
+
+_GETTERS = (
+    settings,
+    sqs_client,
+    dynamodb_streams_client,
+    egress_policy,
+    http_client,
+    deliveries_queue,
+    deliveries_dlq,
+    evaluator_dlq,
+    postback_repository,
+    postback_health_repository,
+    delivery_repository,
+    stream_range_reader,
+    postback_service,
+    postback_test_fire,
+    delivery_service,
+    conversion_evaluator,
+    delivery_sender,
+)

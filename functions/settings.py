@@ -185,6 +185,9 @@ CONVERSIONS_TABLE = _env(os.environ, "POSTBACKS_CONVERSIONS_TABLE", "conversions
 DELIVERIES_QUEUE = _env(os.environ, "POSTBACKS_DELIVERIES_QUEUE", "postback-deliveries")
 # `1` when packaging for AWS: API Gateway runs the JWT authorizer in front of the API routes.
 API_AUTHORIZER = _env(os.environ, "POSTBACKS_API_AUTHORIZER", "0") == "1"
+# The handler string of this Lambda (the runtime sets `_HANDLER`; empty outside Lambda): a handler
+# module imports its heavy dependencies in the init phase only in its own Lambda.
+LAMBDA_HANDLER = os.environ.get("_HANDLER", "")
 # Chalice's decorators need the stream ARN at package time; the merge template overrides it.
 CONVERSIONS_STREAM_ARN = _env(
     os.environ,

@@ -1,6 +1,8 @@
-"""What the local pollers borrow from Lambda: handler resolution by string, the context object,
-and the Lambda-shaped events of DynamoDB stream and SQS event source mappings.
+"""What the local pollers borrow from Lambda: one `LocalFunction` per function, invoked by handler
+string with a fresh context per invocation, and the Lambda shape of SQS event source records.
 
+Handler resolution, the context object, the Lambda shape of DynamoDB stream records and the reading
+of partial batch responses are `functions.invocation`, shared with the on-call CLI's replay.
 Handlers are resolved from their handler strings (`functions.sender.handler.on_delivery_message`)
 with importlib, exactly as the Lambda runtime does, so a handler that only works when `app.py`
 was imported first fails here as it would in AWS.
@@ -8,66 +10,20 @@ was imported first fails here as it would in AWS.
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from hashlib import md5
 from typing import Any
 
+from functions.invocation import Handler, LambdaContext, resolve_handler
 from local.config import REGION
 
-ACCOUNT_ID = "123456789012"
+__all__ = ["Invocation", "LambdaContext", "LocalFunction", "resolve_handler", "sqs_event_record"]
+
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-def resolve_handler(handler_string: str) -> Handler:
-    """`package.module.attribute` -> the callable, imported as the Lambda runtime imports it."""
-    module_name, _, attribute = handler_string.rpartition(".")
-    if not module_name or not attribute:
-        raise ValueError(f"not a handler string: {handler_string!r}")
-    module = importlib.import_module(module_name)
-    handler = getattr(module, attribute)
-    if not callable(handler):
-        raise TypeError(f"{handler_string} is not callable")
-    return handler  # type: ignore[no-any-return]
-
-
-@dataclass
-class LambdaContext:
-    """The attributes and method of the Lambda context object that handlers use."""
-
-    function_name: str
-    timeout_seconds: float
-    memory_limit_in_mb: int = 512
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _deadline: float = 0.0
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return f"local/[{self.function_version}]{self.aws_request_id}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True)
@@ -99,7 +55,7 @@ class LocalFunction:
         return self._handler
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
-        context = LambdaContext(self.name, self.timeout_seconds, self.memory_mb)
+        context = LambdaContext(self.name, self.timeout_seconds, self.memory_mb, region=REGION)
         started = time.monotonic()
         try:
             if self._warm.is_set():
@@ -116,28 +72,6 @@ class LocalFunction:
             logger.warning("%s ran %.1f s, beyond its %.0f s timeout", self.name, duration, self.timeout_seconds)
             return Invocation(None, TimeoutError(f"{self.name} timed out"), duration)
         return Invocation(response, None, duration)
-
-
-def _epoch_seconds(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
-
-
-def stream_event_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A GetRecords record in the shape Lambda delivers (ARN added, numeric creation time)."""
-    dynamodb = dict(record["dynamodb"])
-    if "ApproximateCreationDateTime" in dynamodb:
-        dynamodb["ApproximateCreationDateTime"] = _epoch_seconds(dynamodb["ApproximateCreationDateTime"])
-    return {
-        "eventID": record.get("eventID", uuid.uuid4().hex),
-        "eventName": record["eventName"],
-        "eventVersion": record.get("eventVersion", "1.1"),
-        "eventSource": "aws:dynamodb",
-        "awsRegion": record.get("awsRegion", REGION),
-        "dynamodb": dynamodb,
-        "eventSourceARN": stream_arn,
-    }
 
 
 def sqs_event_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -165,30 +99,3 @@ def sqs_event_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, An
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
-
-
-def failed_item_identifiers(response: Any) -> list[str] | None:
-    """The `batchItemFailures` identifiers of a handler response (partial batch response).
-
-    Returns [] when everything succeeded and None when the response is malformed, which Lambda
-    treats as a failure of the whole batch.
-    """
-    if response is None:
-        return []
-    if isinstance(response, str):
-        try:
-            response = json.loads(response)
-        except ValueError:
-            return []
-    if not isinstance(response, Mapping) or "batchItemFailures" not in response:
-        return []
-    failures = response["batchItemFailures"]
-    if not isinstance(failures, list):
-        return None
-    identifiers: list[str] = []
-    for failure in failures:
-        identifier = failure.get("itemIdentifier") if isinstance(failure, Mapping) else None
-        if not isinstance(identifier, str) or not identifier:
-            return None
-        identifiers.append(identifier)
-    return identifiers

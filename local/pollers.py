@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from local.lambda_runtime import LocalFunction, failed_item_identifiers, sqs_event_record, stream_event_record
+from functions.invocation import failed_item_identifiers, function_arn, lambda_stream_record
+from local.config import REGION
+from local.lambda_runtime import LocalFunction, sqs_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,9 @@ class StreamPoller:
             if not busy:
                 self._stop.wait(self._poll_seconds)
 
+    def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        return lambda_stream_record(record, self._stream_arn, REGION)
+
     def _refresh_shards(self) -> None:
         now = time.monotonic()
         if self._cursors and now - self._refreshed_at < SHARD_REFRESH_SECONDS:
@@ -182,7 +187,7 @@ class StreamPoller:
         return records
 
     def _process(self, cursor: _ShardCursor, records: list[dict[str, Any]]) -> None:
-        event = {"Records": [stream_event_record(record, self._stream_arn) for record in records]}
+        event = {"Records": [self._lambda_record(record) for record in records]}
         self.invocations += 1
         result = self._function.invoke(event)
         failed = None if result.error is not None else failed_item_identifiers(result.response)
@@ -214,7 +219,7 @@ class StreamPoller:
             return True
         max_age = self._mapping.maximum_record_age_seconds
         if max_age >= 0:
-            created = stream_event_record(records[0], self._stream_arn)["dynamodb"].get("ApproximateCreationDateTime")
+            created = self._lambda_record(records[0])["dynamodb"].get("ApproximateCreationDateTime")
             if created is not None and time.time() - float(created) > max_age:
                 return True
         return False
@@ -229,12 +234,12 @@ class StreamPoller:
         cursor.ended = False
 
     def _send_to_failure_destination(self, cursor: _ShardCursor, records: list[dict[str, Any]], errored: bool) -> None:
-        first = stream_event_record(records[0], self._stream_arn)["dynamodb"]
-        last = stream_event_record(records[-1], self._stream_arn)["dynamodb"]
+        first = self._lambda_record(records[0])["dynamodb"]
+        last = self._lambda_record(records[-1])["dynamodb"]
         body = {
             "requestContext": {
                 "requestId": first.get("SequenceNumber"),
-                "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{self._function.name}",
+                "functionArn": function_arn(self._function.name, REGION),
                 "condition": "RetryAttemptsExhausted",
                 "approximateInvokeCount": cursor.retries + 1,
             },

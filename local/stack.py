@@ -1,4 +1,4 @@
-"""`python -m local.stack` (`make run`): the whole system on loopback, in the foreground (contract §8).
+"""`python -m local.stack` (`make run`): the whole system on loopback, in the foreground (docs/contract.md §8).
 
 1. A moto server on 127.0.0.1:MOTO_PORT (default 5000), in a child process of its own
    (`local.moto_server`; `LOCAL_MOTO_IN_PROCESS=1` keeps it in this one); this process's AWS

@@ -1,4 +1,4 @@
-"""Bearer tokens for the local stack: HS256 JWTs signed with `POSTBACKS_JWT_SECRET` (contract §5, §8).
+"""Bearer tokens for the local stack: HS256 JWTs signed with `POSTBACKS_JWT_SECRET` (docs/contract.md §5, §8).
 
 python -m local.tokens                       # an admin token
 python -m local.tokens --affiliate aff-42    # a token of affiliate aff-42

@@ -1,4 +1,5 @@
-"""Test environment, set before anything imports the application.
+"""Test environment, set before anything imports the application (`tests/support/environment.py`),
+and the tier marker of every test.
 
 pynamodb reads table names at import and caches connections on model classes, and a boto3
 client created before moto is imported escapes the mock: so the environment is fixed here, at
@@ -7,27 +8,14 @@ the top, for every tier.
 
 from __future__ import annotations
 
-import os
+from tests.support.environment import use_test_environment
 
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "POSTBACKS_STAGE": "test",
-    }
-)
-os.environ.pop("AWS_ENDPOINT_URL", None)
-os.environ.pop("AWS_PROFILE", None)
+use_test_environment()
 
-from pathlib import Path
+from pathlib import Path  # noqa: E402
 
-import moto  # noqa: F401  (imported before any client exists)
-import pytest
+import moto  # noqa: E402, F401  (imported before any client exists)
+import pytest  # noqa: E402
 
 _TIERS = ("unit", "integration", "e2e", "infrastructure")
 

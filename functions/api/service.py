@@ -169,13 +169,16 @@ class PostbackService:
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_postback_id,
         waiting_deliveries: WaitingDeliveries | None = None,
+        *,
+        egress: EgressPolicy,
     ) -> None:
+        """`egress`: the guard a postback URL must pass (`functions.bootstrap.egress_policy`)."""
         self._repository = repository
         self._settings = settings
         self._waiting_deliveries = waiting_deliveries
         self._clock = clock
         self._new_id = new_id
-        self._egress = EgressPolicy.from_settings(settings)
+        self._egress = egress
 
     def _rules(self, caller: Principal, url_changed: bool = True) -> ValidationRules:
         # An unchanged URL keeps the placeholders it was saved with (e.g. restricted ones an
@@ -376,7 +379,7 @@ class PostbackService:
         self._cancel_waiting(postback, REASON_POSTBACK_DELETED)
 
     def _cancel_waiting(self, postback: Postback, reason: str) -> None:
-        """Contract §2: a delete or disable cancels the postback's pending deliveries at once.
+        """docs/contract.md §2: a delete or disable cancels the postback's pending deliveries at once.
 
         The sender checks the postback again before every GET, so this only makes the
         cancellation visible immediately; deliveries older than the retry window plus a day are

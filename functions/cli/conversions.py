@@ -1,6 +1,6 @@
 """The evaluator's dead-letter queue: conversions stream records that could not be evaluated.
 
-It holds two kinds of messages (`functions.core.redrive.ConversionMessageKind`):
+It holds two kinds of messages (`functions.cli.dlq_messages.ConversionMessageKind`):
 
 - `conversion_record` — the evaluator's own copy of one record it could not evaluate (malformed,
   unrenderable), the record whole;
@@ -30,90 +30,68 @@ can recover it.
 
 from __future__ import annotations
 
-import copy
-import importlib
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.cli.dlq import NOT_REPLAYABLE, DeadLetterQueue, Outcome, RedriveReport, ScanOptions
-from functions.cli.output import Progress
+from functions.cli.dlq import DeadLetterQueue, Outcome, RedriveReport, Result, RunOptions, ScanOptions
+from functions.cli.dlq_messages import (
+    ConversionDeadLetterEntry,
+    ConversionMessageKind,
+    StreamBatchFailure,
+    parse_conversion_dead_letter,
+)
 from functions.cli.pacing import Pacer
 from functions.cli.scanning import QueueScan
 from functions.core.model import utc_now
-from functions.core.redrive import (
-    ConversionDeadLetterEntry,
-    ConversionMessageKind,
-    DeadLetterFilter,
-    StreamBatchFailure,
+from functions.core.redrive import DeadLetterFilter
+from functions.invocation import (
+    Handler,
+    LambdaContext,
+    failed_item_identifiers,
     lambda_stream_record,
-    parse_conversion_dead_letter,
+    resolve_handler,
 )
 from functions.storage.queues import Queue, ReceivedMessage
-from functions.storage.redrive import StreamRangeReader, StreamRangeUnavailable
+from functions.storage.streams import StreamRangeReader, StreamRangeUnavailable
 
 EVALUATOR_HANDLER = "functions.evaluator.handler.on_conversion_change"
+# The context a replay hands the evaluator: the name and the timeout (seconds) of each invocation.
+REPLAY_FUNCTION_NAME = "postbacks-cli-replay"
+REPLAY_TIMEOUT_SECONDS = 300.0
 # Records per handler invocation when a stream range is replayed: the event source mapping's BatchSize.
 REPLAY_BATCH_SIZE = 100
-StreamHandler = Callable[[dict[str, Any], Any], Any]
 
 
-def load_evaluator_handler() -> StreamHandler:
+def load_evaluator_handler() -> Handler:
     """The evaluator's Lambda entry point, by the same handler string Lambda uses."""
-    module_name, _, attribute = EVALUATOR_HANDLER.rpartition(".")
-    handler: StreamHandler = getattr(importlib.import_module(module_name), attribute)
-    return handler
-
-
-@dataclass(frozen=True)
-class ReplayContext:
-    """The part of a Lambda context a handler may read."""
-
-    aws_request_id: str
-    function_name: str = "postbacks-cli-replay"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:postbacks-cli-replay"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+    return resolve_handler(EVALUATOR_HANDLER)
 
 
 def lambda_stream_event(entry: ConversionDeadLetterEntry, default_arn: str, region: str) -> dict[str, Any]:
-    """A one-record DynamoDB stream event as Lambda delivers it (ARN present, creation time a number)."""
-    record = copy.deepcopy(entry.record or {})
-    record.setdefault("eventSource", "aws:dynamodb")
-    record.setdefault("awsRegion", region)
-    record.setdefault("eventVersion", "1.1")
+    """A one-record DynamoDB stream event of a stored record, as Lambda delivers it. What the copy lacks is
+    taken from the message: the stream ARN, the sequence number, the creation time (when SQS got it)."""
+    record = dict(entry.record or {})
     record.setdefault("eventID", f"replay-{entry.message_id}")
-    record["eventSourceARN"] = record.get("eventSourceARN") or entry.event_source_arn or default_arn
-    dynamodb = record.setdefault("dynamodb", {})
-    if isinstance(dynamodb, dict):
-        created = dynamodb.get("ApproximateCreationDateTime")
-        if isinstance(created, datetime):
-            dynamodb["ApproximateCreationDateTime"] = created.timestamp()
-        elif isinstance(created, str):
-            try:
-                dynamodb["ApproximateCreationDateTime"] = float(created)
-            except ValueError:
-                dynamodb["ApproximateCreationDateTime"] = datetime.fromisoformat(
-                    created.replace("Z", "+00:00")
-                ).timestamp()
-        elif created is None:
-            dynamodb["ApproximateCreationDateTime"] = (entry.sent_at or utc_now()).timestamp()
-        dynamodb.setdefault("SequenceNumber", entry.sequence_number or f"replay-{entry.message_id}")
-    return {"Records": [record]}
+    dynamodb = dict(record["dynamodb"]) if isinstance(record.get("dynamodb"), dict) else {}
+    if dynamodb.get("ApproximateCreationDateTime") is None:
+        dynamodb["ApproximateCreationDateTime"] = entry.sent_at or utc_now()
+    dynamodb.setdefault("SequenceNumber", entry.sequence_number or f"replay-{entry.message_id}")
+    record["dynamodb"] = dynamodb
+    stream_arn = record.get("eventSourceARN") or entry.event_source_arn or default_arn
+    return {"Records": [lambda_stream_record(record, stream_arn, region)]}
 
 
-def _failed_identifiers(result: Any) -> set[str]:
-    if not isinstance(result, dict):
-        return set()
-    failures = result.get("batchItemFailures") or []
-    return {str(item.get("itemIdentifier")) for item in failures if isinstance(item, dict)}
+def _first_failure(response: Any, sequence_numbers: Sequence[str]) -> str | None:
+    """The first record of a batch the handler reported failed (all of it, for a malformed response, as
+    Lambda reads one); None when the whole batch succeeded."""
+    failed = failed_item_identifiers(response)
+    if failed is None:
+        return sequence_numbers[0]
+    if not failed:
+        return None
+    return min(failed, key=lambda number: int(number) if number.isdigit() else 0)
 
 
 def _stream_record_identity(record: dict[str, Any]) -> str | None:
@@ -148,8 +126,8 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
         *,
         stream_arn: str,
         region: str,
-        handler_loader: Callable[[], StreamHandler] = load_evaluator_handler,
-        streams: StreamRangeReader | None = None,
+        streams: StreamRangeReader,
+        handler_loader: Callable[[], Handler] = load_evaluator_handler,
         replay_batch_size: int = REPLAY_BATCH_SIZE,
         **options: Unpack[ScanOptions],
     ) -> None:
@@ -157,7 +135,7 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
         self._stream_arn = stream_arn
         self._region = region
         self._handler_loader = handler_loader
-        self._streams = streams if streams is not None else StreamRangeReader(region=region)
+        self._streams = streams
         self._replay_batch_size = replay_batch_size
 
     def _entry(self, message: ReceivedMessage) -> ConversionDeadLetterEntry:
@@ -176,16 +154,9 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
     def _group_values(self, entry: ConversionDeadLetterEntry) -> tuple[str, ...]:
         return (entry.kind.value, entry.reason, entry.affiliate_id or "-", entry.event_name or "-")
 
-    def replay(
-        self,
-        selection: DeadLetterFilter,
-        *,
-        limit: int | None,
-        pacer: Pacer,
-        dry_run: bool,
-        progress: Progress,
-    ) -> RedriveReport:
-        handler = None if dry_run else self._handler_loader()
+    def replay(self, selection: DeadLetterFilter, options: RunOptions) -> RedriveReport:
+        handler = None if options.dry_run else self._handler_loader()
+        pacer = options.pacer
         replayed: set[str] = set()
 
         def replay_once(scan: QueueScan, message: ReceivedMessage, entry: ConversionDeadLetterEntry) -> Outcome:
@@ -194,30 +165,35 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
             identity = _record_identity(entry)
             if identity in replayed:
                 why = "another copy of a record this run replayed"
-                return Outcome(entry.conversion_id, entry.message_id, "left_in_dlq", why)
+                return Outcome(entry.conversion_id, entry.message_id, Result.LEFT_IN_DLQ, why)
             if entry.record is None:
-                return Outcome(entry.conversion_id, entry.message_id, "skipped", "the message holds no record")
+                return Outcome(entry.conversion_id, entry.message_id, Result.SKIPPED, "the message holds no record")
             if handler is None:
-                return Outcome(entry.conversion_id, entry.message_id, "would_replay", entry.reason)
+                return Outcome(entry.conversion_id, entry.message_id, Result.WOULD_REPLAY, entry.reason)
             replayed.add(identity)
             pacer.wait()
             return self._replay_one(scan, message, entry, handler)
 
-        return self._act(selection, replay_once, dry_run=dry_run, limit=limit, progress=progress)
+        return self._act(selection, replay_once, options)
 
     def _replay_one(
-        self, scan: QueueScan, message: ReceivedMessage, entry: ConversionDeadLetterEntry, handler: StreamHandler
+        self, scan: QueueScan, message: ReceivedMessage, entry: ConversionDeadLetterEntry, handler: Handler
     ) -> Outcome:
         event = lambda_stream_event(entry, self._stream_arn, self._region)
         identifier = str(event["Records"][0]["dynamodb"]["SequenceNumber"])
+        conversion_id, message_id = entry.conversion_id, entry.message_id
         try:
-            result = handler(event, ReplayContext(aws_request_id=str(uuid.uuid4())))
+            result = handler(event, self._context())
         except Exception as error:  # the evaluator's own failure: the record stays in the DLQ, reported
-            return Outcome(entry.conversion_id, entry.message_id, "failed", f"evaluator raised {type(error).__name__}")
-        if identifier in _failed_identifiers(result):
-            return Outcome(entry.conversion_id, entry.message_id, "failed", "the evaluator reported the record failed")
+            return Outcome(conversion_id, message_id, Result.FAILED, f"evaluator raised {type(error).__name__}")
+        if _first_failure(result, [identifier]) is not None:
+            return Outcome(conversion_id, message_id, Result.FAILED, "the evaluator reported the record failed")
         scan.delete(message)
-        return Outcome(entry.conversion_id, entry.message_id, "replayed", entry.reason)
+        return Outcome(conversion_id, message_id, Result.REPLAYED, entry.reason)
+
+    def _context(self) -> LambdaContext:
+        """A fresh context for one invocation of the evaluator."""
+        return LambdaContext(REPLAY_FUNCTION_NAME, REPLAY_TIMEOUT_SECONDS, region=self._region)
 
     def _replay_range(
         self,
@@ -225,7 +201,7 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
         message: ReceivedMessage,
         entry: ConversionDeadLetterEntry,
         batch: StreamBatchFailure,
-        handler: StreamHandler | None,
+        handler: Handler | None,
         replayed: set[str],
         pacer: Pacer,
     ) -> Outcome:
@@ -234,19 +210,20 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
         shard, start, end = batch.shard_id, batch.start_sequence_number, batch.end_sequence_number
         if not (batch.readable and shard and start and end):
             why = "the message names no complete stream range (shard, start and end sequence numbers)"
-            return Outcome(item_id, message_id, "skipped", why)
+            return Outcome(item_id, message_id, Result.SKIPPED, why)
         if batch.identity in replayed:
-            return Outcome(item_id, message_id, "left_in_dlq", "another copy of a stream range this run replayed")
+            return Outcome(item_id, message_id, Result.LEFT_IN_DLQ, "another copy of a stream range this run replayed")
         stream_arn = batch.stream_arn or self._stream_arn
         try:
             raw = self._streams.read(stream_arn, shard, start, end)
         except StreamRangeUnavailable as gone:
-            return Outcome(item_id, message_id, NOT_REPLAYABLE, f"{batch.not_replayable_reason} [{gone}]")
+            return Outcome(item_id, message_id, Result.NOT_REPLAYABLE, f"{batch.not_replayable_reason} [{gone}]")
         except (ClientError, BotoCoreError) as error:
-            return Outcome(item_id, message_id, "failed", f"reading the stream failed: {_aws_error_text(error)}")
+            why = f"reading the stream failed: {_aws_error_text(error)}"
+            return Outcome(item_id, message_id, Result.FAILED, why)
         condition = batch.condition or "batch failure"
         if handler is None:
-            return Outcome(item_id, message_id, "would_replay", f"{condition}: {len(raw)} records in the stream")
+            return Outcome(item_id, message_id, Result.WOULD_REPLAY, f"{condition}: {len(raw)} records in the stream")
         replayed.add(batch.identity)
         records = [lambda_stream_record(record, stream_arn, self._region) for record in raw]
         # The evaluator may dead-letter some of them again (a new conversion_record copy): not replayed twice.
@@ -255,17 +232,16 @@ class ConversionDeadLetters(DeadLetterQueue[ConversionDeadLetterEntry]):
         for chunk in _batches(records, self._replay_batch_size):
             pacer.wait()
             try:
-                result = handler({"Records": list(chunk)}, ReplayContext(aws_request_id=str(uuid.uuid4())))
+                result = handler({"Records": list(chunk)}, self._context())
             except Exception as error:  # the evaluator's own failure: the message stays, a re-run replays the range
                 why = f"evaluator raised {type(error).__name__} after {done} of {len(records)} records; message kept"
-                return Outcome(item_id, message_id, "failed", why)
-            failed = _failed_identifiers(result)
-            if failed:
-                first = min(failed, key=lambda number: int(number) if number.isdigit() else 0)
+                return Outcome(item_id, message_id, Result.FAILED, why)
+            first = _first_failure(result, [str(record["dynamodb"]["SequenceNumber"]) for record in chunk])
+            if first is not None:
                 why = (
                     f"the evaluator reported record {first} failed after {done} of {len(records)} records; message kept"
                 )
-                return Outcome(item_id, message_id, "failed", why)
+                return Outcome(item_id, message_id, Result.FAILED, why)
             done += len(chunk)
         scan.delete(message)
-        return Outcome(item_id, message_id, "replayed", f"{condition}: {len(records)} records replayed")
+        return Outcome(item_id, message_id, Result.REPLAYED, f"{condition}: {len(records)} records replayed")

@@ -9,35 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from enum import StrEnum
 from typing import Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.cli.dlq import DeadLetterQueue, Outcome, RedriveReport, ScanOptions, act_on_selected
-from functions.cli.output import Progress
+from functions.cli.dlq import DeadLetterQueue, Outcome, RedriveReport, Result, RunOptions, ScanOptions, act_on_selected
+from functions.cli.dlq_messages import DeadLetterEntry, parse_delivery_dead_letter
 from functions.cli.pacing import Pacer
 from functions.cli.scanning import QueueScan
 from functions.core.messages import delivery_message
 from functions.core.model import Delivery, utc_now
-from functions.core.redrive import (
-    Action,
-    DeadLetterEntry,
-    DeadLetterFilter,
-    decide_for_message,
-    decide_for_record,
-    parse_delivery_dead_letter,
-    recover_token,
-)
+from functions.core.redrive import Action, DeadLetterFilter, decide_for_message, decide_for_record, recover_token
+from functions.storage.deliveries import DeliveryRepository
 from functions.storage.queues import Queue, ReceivedMessage
-from functions.storage.redrive import DeliveryRedriveRepository
 
-# Called after each step of a redrive with (step, delivery_id); steps: "claimed", "sent", "marked".
-StepHook = Callable[[str, str], None]
+
+class Step(StrEnum):
+    """The steps of a redrive (`functions.core.redrive`) a `StepHook` is told about."""
+
+    CLAIMED = "claimed"
+    SENT = "sent"
+    MARKED = "marked"
+
+
+# Called after each step of a redrive with (step, delivery_id).
+StepHook = Callable[[Step, str], None]
 # A claim that loses a race is re-read and decided again, a bounded number of times.
 MAX_CLAIM_ROUNDS = 3
 
 
-def _no_hook(step: str, delivery_id: str) -> None:
+def _no_hook(step: Step, delivery_id: str) -> None:
     return None
 
 
@@ -53,7 +55,7 @@ class Enqueuer:
     def __init__(
         self,
         deliveries_queue: Queue,
-        repository: DeliveryRedriveRepository,
+        repository: DeliveryRepository,
         pacer: Pacer,
         clock: Callable[[], datetime],
         on_step: StepHook,
@@ -70,10 +72,10 @@ class Enqueuer:
             delivery_message(record.delivery_id),
             attributes={"affiliate_id": record.affiliate_id, "postback_id": record.postback_id},
         )
-        self._on_step("sent", record.delivery_id)
+        self._on_step(Step.SENT, record.delivery_id)
         # False: the sender already dead-lettered it again (a newer entry, left alone) or it was marked.
         self._repository.mark_enqueued(record.delivery_id, token, self._clock())
-        self._on_step("marked", record.delivery_id)
+        self._on_step(Step.MARKED, record.delivery_id)
 
 
 class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
@@ -83,7 +85,7 @@ class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
         self,
         dlq: Queue,
         deliveries_queue: Queue,
-        repository: DeliveryRedriveRepository,
+        repository: DeliveryRepository,
         *,
         on_step: StepHook = _no_hook,
         **options: Unpack[ScanOptions],
@@ -121,22 +123,14 @@ class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
     def record(self, delivery_id: str) -> Delivery | None:
         return self._repository.get(delivery_id)
 
-    def redrive(
-        self,
-        selection: DeadLetterFilter,
-        *,
-        limit: int | None,
-        pacer: Pacer,
-        dry_run: bool,
-        progress: Progress,
-    ) -> RedriveReport:
-        enqueuer = Enqueuer(self._deliveries_queue, self._repository, pacer, self._clock, self._on_step)
+    def redrive(self, selection: DeadLetterFilter, options: RunOptions) -> RedriveReport:
+        enqueuer = Enqueuer(self._deliveries_queue, self._repository, options.pacer, self._clock, self._on_step)
         handled: set[str] = set()
 
         def redrive_one(scan: QueueScan, message: ReceivedMessage, entry: DeadLetterEntry) -> Outcome:
-            return self._redrive_one(scan, message, entry, enqueuer, handled, dry_run)
+            return self._redrive_one(scan, message, entry, enqueuer, handled, options.dry_run)
 
-        return self._act(selection, redrive_one, dry_run=dry_run, limit=limit, progress=progress)
+        return self._act(selection, redrive_one, options)
 
     def _redrive_one(
         self,
@@ -154,36 +148,36 @@ class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
             if delivery_id in handled and decision.action in (Action.CLAIM, Action.RESEND):
                 # The sender dead-lettered it again while this run went on: left for the next run.
                 why = "dead-lettered again after this run redrove it"
-                return Outcome(delivery_id, entry.message_id, "left_in_dlq", why)
+                return Outcome(delivery_id, entry.message_id, Result.LEFT_IN_DLQ, why)
             if dry_run:
-                return Outcome(delivery_id, entry.message_id, f"would_{decision.action.value}", decision.why)
+                return Outcome(delivery_id, entry.message_id, Result.would(decision.action), decision.why)
             if decision.action is Action.LEAVE:  # nothing a re-run could send: not a partial run
-                return Outcome(delivery_id, entry.message_id, "left_in_dlq", decision.why)
+                return Outcome(delivery_id, entry.message_id, Result.LEFT_IN_DLQ, decision.why)
             if decision.action in (Action.SKIP_MISSING, Action.SKIP_BUSY, Action.SKIP_UNREADABLE):
-                return Outcome(delivery_id, entry.message_id, "skipped", decision.why)
+                return Outcome(delivery_id, entry.message_id, Result.SKIPPED, decision.why)
             if decision.action is Action.DROP:
                 scan.delete(message)
-                return Outcome(delivery_id, entry.message_id, "dropped", decision.why)
+                return Outcome(delivery_id, entry.message_id, Result.DROPPED, decision.why)
             if decision.action is Action.FINISH and delivery_id is not None:
                 self._repository.mark_enqueued(delivery_id, entry.message_id, self._clock())
                 scan.delete(message)
-                return Outcome(delivery_id, entry.message_id, "resumed", decision.why)
+                return Outcome(delivery_id, entry.message_id, Result.RESUMED, decision.why)
             if record is None or delivery_id is None:
-                return Outcome(delivery_id, entry.message_id, "skipped", "no delivery record")
+                return Outcome(delivery_id, entry.message_id, Result.SKIPPED, "no delivery record")
             if decision.action is Action.CLAIM:
                 if not self._repository.claim(record, entry.message_id, self._clock()):
                     continue  # someone else changed it first: read again, decide again
-                self._on_step("claimed", delivery_id)
+                self._on_step(Step.CLAIMED, delivery_id)
             handled.add(delivery_id)
             try:
                 enqueuer.enqueue(record, entry.message_id)
             except (ClientError, BotoCoreError) as error:
                 # The DLQ copy stays; the record says "claimed by this message": a re-run resends.
-                return Outcome(delivery_id, entry.message_id, "failed", f"send failed: {_queue_error_text(error)}")
+                return Outcome(delivery_id, entry.message_id, Result.FAILED, f"send failed: {_queue_error_text(error)}")
             scan.delete(message)
-            result = "resumed" if decision.action is Action.RESEND else "redriven"
+            result = Result.RESUMED if decision.action is Action.RESEND else Result.REDRIVEN
             return Outcome(delivery_id, entry.message_id, result, decision.why)
-        return Outcome(delivery_id, entry.message_id, "skipped", "the record kept changing; run again")
+        return Outcome(delivery_id, entry.message_id, Result.SKIPPED, "the record kept changing; run again")
 
 
 class Recovery:
@@ -196,7 +190,7 @@ class Recovery:
     def __init__(
         self,
         deliveries_queue: Queue,
-        repository: DeliveryRedriveRepository,
+        repository: DeliveryRepository,
         *,
         run_id: str,
         clock: Callable[[], datetime] = utc_now,
@@ -210,25 +204,14 @@ class Recovery:
         self._abandoned_after = abandoned_after_seconds
         self._on_step = on_step
 
-    def run(
-        self,
-        selection: DeadLetterFilter,
-        *,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int | None,
-        pacer: Pacer,
-        dry_run: bool,
-        progress: Progress,
-    ) -> RedriveReport:
-        enqueuer = Enqueuer(self._deliveries_queue, self._repository, pacer, self._clock, self._on_step)
+    def run(self, selection: DeadLetterFilter, options: RunOptions) -> RedriveReport:
+        """Recover the selected deliveries dead-lettered in [selection.since, selection.until)."""
+        enqueuer = Enqueuer(self._deliveries_queue, self._repository, options.pacer, self._clock, self._on_step)
         return act_on_selected(
-            RedriveReport(dry_run=dry_run),
-            self._distinct(self._repository.dead_lettered(since, until)),
+            self._distinct(self._repository.dead_lettered(selection.since, selection.until)),
             selection.matches_record,
-            lambda candidate: self._recover_one(candidate, enqueuer, dry_run),
-            limit=limit,
-            progress=progress,
+            lambda candidate: self._recover_one(candidate, enqueuer, options.dry_run),
+            options,
         )
 
     @staticmethod
@@ -244,27 +227,27 @@ class Recovery:
         record: Delivery | None = candidate
         for _ in range(MAX_CLAIM_ROUNDS):
             if record is None:
-                return Outcome(candidate.delivery_id, None, "skipped", "the record is gone")
+                return Outcome(candidate.delivery_id, None, Result.SKIPPED, "the record is gone")
             decision = decide_for_record(record, self._clock(), self._abandoned_after)
             if dry_run:
-                return Outcome(record.delivery_id, None, f"would_{decision.action.value}", decision.why)
+                return Outcome(record.delivery_id, None, Result.would(decision.action), decision.why)
             if decision.action is Action.DROP:
-                return Outcome(record.delivery_id, None, "dropped", decision.why)
+                return Outcome(record.delivery_id, None, Result.DROPPED, decision.why)
             if decision.action is Action.FINISH and record.redrive_token is not None:
                 self._repository.mark_enqueued(record.delivery_id, record.redrive_token, self._clock())
-                return Outcome(record.delivery_id, None, "resumed", decision.why)
+                return Outcome(record.delivery_id, None, Result.RESUMED, decision.why)
             if decision.action is not Action.CLAIM and decision.action is not Action.RESEND:
-                return Outcome(record.delivery_id, None, "skipped", decision.why)
+                return Outcome(record.delivery_id, None, Result.SKIPPED, decision.why)
             token = self._token if decision.action is Action.CLAIM else (record.redrive_token or self._token)
             if decision.action is Action.CLAIM:
                 if not self._repository.claim(record, token, self._clock()):
                     record = self._repository.get(record.delivery_id)  # the index copy was stale: read, decide again
                     continue
-                self._on_step("claimed", record.delivery_id)
+                self._on_step(Step.CLAIMED, record.delivery_id)
             try:
                 enqueuer.enqueue(record, token)
             except (ClientError, BotoCoreError) as error:
-                return Outcome(record.delivery_id, None, "failed", f"send failed: {_queue_error_text(error)}")
-            result = "resumed" if decision.action is Action.RESEND else "redriven"
+                return Outcome(record.delivery_id, None, Result.FAILED, f"send failed: {_queue_error_text(error)}")
+            result = Result.RESUMED if decision.action is Action.RESEND else Result.REDRIVEN
             return Outcome(record.delivery_id, None, result, decision.why)
-        return Outcome(candidate.delivery_id, None, "skipped", "the record kept changing; run again")
+        return Outcome(candidate.delivery_id, None, Result.SKIPPED, "the record kept changing; run again")

@@ -12,28 +12,60 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 from functions.cli.output import Progress
+from functions.cli.pacing import Pacer
 from functions.cli.scanning import DEFAULT_MAX_MESSAGES, QueueScan
 from functions.core.model import utc_now
-from functions.core.redrive import DeadLetterFilter
+from functions.core.redrive import Action, DeadLetterFilter
 from functions.storage.queues import Queue, ReceivedMessage
 
-# An evaluator-DLQ batch failure whose range the stream no longer holds (left in the DLQ).
-NOT_REPLAYABLE = "not_replayable"
+
+class Result(StrEnum):
+    """What a run did with one selected item (`result` of the report's outcomes, and its `counts`)."""
+
+    REDRIVEN = "redriven"  # reset, sent to the deliveries queue, DLQ copy deleted
+    RESUMED = "resumed"  # an interrupted redrive finished
+    DROPPED = "dropped"  # already back or finished: only the DLQ copy deleted
+    REPLAYED = "replayed"  # evaluator DLQ: the evaluator took the record(s)
+    DELETED = "deleted"  # purged
+    LEFT_IN_DLQ = "left_in_dlq"  # nothing this run can do with it (set aside, handled earlier in the run)
+    SKIPPED = "skipped"  # left for a re-run (busy, missing record, kept changing)
+    FAILED = "failed"  # an AWS error or the evaluator's own failure; a re-run picks it up
+    NOT_REPLAYABLE = "not_replayable"  # evaluator DLQ: the stream no longer holds the range
+    # --dry-run: what the run would do: would_ + the purge, the replay or the redrive decision (`Action`).
+    WOULD_DELETE = "would_delete"
+    WOULD_REPLAY = "would_replay"
+    WOULD_REDRIVE = "would_redrive"
+    WOULD_RESEND = "would_resend"
+    WOULD_FINISH = "would_finish"
+    WOULD_DROP_STALE_COPY = "would_drop_stale_copy"
+    WOULD_SKIP_RECORD_MISSING = "would_skip_record_missing"
+    WOULD_SKIP_BUSY = "would_skip_busy"
+    WOULD_SKIP_UNREADABLE = "would_skip_unreadable"
+    WOULD_LEAVE_IN_DLQ = "would_leave_in_dlq"
+
+    @classmethod
+    def would(cls, action: Action) -> Result:
+        """The dry-run result of a redrive or recovery decision."""
+        return cls(f"would_{action.value}")
+
+
 # Results that leave a selected item behind: the run is partial.
-INCOMPLETE_RESULTS = frozenset({"failed", "skipped", NOT_REPLAYABLE})
+INCOMPLETE_RESULTS = frozenset({Result.FAILED, Result.SKIPPED, Result.NOT_REPLAYABLE})
 
 
 @dataclass(frozen=True)
 class Outcome:
     item_id: str | None  # the delivery id (the conversion id for the evaluator DLQ)
     message_id: str | None
-    # redriven | resumed | dropped | skipped | failed | left_in_dlq | replayed | not_replayable | deleted
-    # | would_<action>
-    result: str
+    result: Result
     why: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "message_id": self.message_id, "result": self.result.value, "why": self.why}
 
 
 @dataclass
@@ -44,7 +76,7 @@ class RedriveReport:
     outcomes: list[Outcome] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return dict(Counter(outcome.result for outcome in self.outcomes))
+        return dict(Counter(outcome.result.value for outcome in self.outcomes))
 
     @property
     def incomplete(self) -> bool:
@@ -54,7 +86,7 @@ class RedriveReport:
     @property
     def not_replayable(self) -> int:
         """Stream ranges the stream no longer holds: a re-run cannot bring them back."""
-        return sum(1 for outcome in self.outcomes if outcome.result == NOT_REPLAYABLE)
+        return sum(1 for outcome in self.outcomes if outcome.result is Result.NOT_REPLAYABLE)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +94,7 @@ class RedriveReport:
             "examined": self.examined,
             "matched": self.matched,
             "counts": self.counts(),
-            "outcomes": [outcome.__dict__ for outcome in self.outcomes],
+            "outcomes": [outcome.as_dict() for outcome in self.outcomes],
         }
 
 
@@ -92,16 +124,22 @@ class QueueStats:
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run that acts on selected items goes (redrive, replay, purge, recover)."""
+
+    limit: int | None  # act on at most this many selected items
+    pacer: Pacer  # paces the sends (`--rate`)
+    dry_run: bool  # say what would happen, change nothing
+    progress: Progress
+
+
 def act_on_selected(
-    report: RedriveReport,
-    candidates: Iterable[T],
-    selected: Callable[[T], bool],
-    act: Callable[[T], Outcome],
-    *,
-    limit: int | None,
-    progress: Progress,
+    candidates: Iterable[T], selected: Callable[[T], bool], act: Callable[[T], Outcome], options: RunOptions
 ) -> RedriveReport:
-    """Count every candidate, act on the selected ones (at most `limit`), record each outcome."""
+    """Count every candidate, act on the selected ones (at most `options.limit`), record each outcome."""
+    report = RedriveReport(dry_run=options.dry_run)
+    limit, progress = options.limit, options.progress
     for candidate in candidates:
         report.examined += 1
         if not selected(candidate):
@@ -238,32 +276,26 @@ class DeadLetterQueue(ABC, Generic[E]):
         self,
         selection: DeadLetterFilter,
         act: Callable[[QueueScan, ReceivedMessage, E], Outcome],
-        *,
-        dry_run: bool,
-        limit: int | None,
-        progress: Progress,
+        options: RunOptions,
     ) -> RedriveReport:
         """Act on each selected message of one scan; what is not deleted is released when it ends."""
         with self._scan() as scan:
             return act_on_selected(
-                RedriveReport(dry_run=dry_run),
                 self._messages(scan),
                 lambda pair: self._selects(selection, pair[1]),
                 lambda pair: act(scan, *pair),
-                limit=limit,
-                progress=progress,
+                options,
             )
 
-    def purge(
-        self, selection: DeadLetterFilter, *, limit: int | None, dry_run: bool, progress: Progress
-    ) -> RedriveReport:
+    def purge(self, selection: DeadLetterFilter, options: RunOptions) -> RedriveReport:
         """Delete the selected DLQ messages (deliveries: records stay dead-lettered, `recover` still finds them)."""
+        dry_run = options.dry_run
 
         def delete(scan: QueueScan, message: ReceivedMessage, entry: E) -> Outcome:
             if not dry_run:
                 scan.delete(message)
             return Outcome(
-                self._item_id(entry), entry.message_id, "would_delete" if dry_run else "deleted", entry.reason
+                self._item_id(entry), entry.message_id, Result.WOULD_DELETE if dry_run else Result.DELETED, entry.reason
             )
 
-        return self._act(selection, delete, dry_run=dry_run, limit=limit, progress=progress)
+        return self._act(selection, delete, options)

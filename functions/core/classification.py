@@ -1,4 +1,4 @@
-"""What the sender does with the outcome of a GET (design.md, Sender: the classification table).
+"""What the sender does with the outcome of a GET (docs/sender.md, Outcome classification).
 
 | outcome                                                     | class                          |
 |-------------------------------------------------------------|--------------------------------|
@@ -10,7 +10,7 @@
 | address refused by the egress guard                         | blocked `blocked_destination`  |
 
 `Retry-After` is honoured on 429 and 503 only; the floor wait applies after a timeout or a 429.
-Pure: no I/O. Error codes are those of `functions.sender.http_client.HttpOutcome.error`.
+Pure: no I/O. Error codes are those of `functions.egress_http.HttpOutcome.error`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Parsing of conversions-table stream records (contract §3) into `ConversionChange`.
+"""Parsing of conversions-table stream records (docs/contract.md §3) into `ConversionChange`.
 
 Input is one record of a Lambda DynamoDB-stream event: a dict with `eventName`, `dynamodb.NewImage` /
 `OldImage` in DynamoDB's typed JSON (`{"S": ...}`, `{"N": ...}`, `{"L": [...]}`) and
@@ -60,7 +60,7 @@ def normalise_status(raw: str) -> str:
 
 
 def parse_status(raw: str) -> str:
-    """The normalised status; `MalformedRecordError` unless it is one of contract §1's statuses."""
+    """The normalised status; `MalformedRecordError` unless it is one of the statuses of docs/contract.md §1."""
     status = normalise_status(raw)
     if status not in CONVERSION_STATUSES:
         raise MalformedRecordError(f"unknown status {raw!r}")
@@ -68,13 +68,13 @@ def parse_status(raw: str) -> str:
 
 
 def _is_null(value: Any) -> bool:
+    # Stream images are plain dicts of plain dicts: test the exact type first, the ABC only after.
     if type(value) is dict:
         return value.get("NULL") is True
     return isinstance(value, Mapping) and value.get("NULL") is True
 
 
 def _string(name: str, value: Any) -> str:
-    # Stream images are plain dicts of plain dicts: test the exact types first, the ABCs only after.
     if type(value) is dict:
         text = value.get("S")
         if type(text) is str:
@@ -137,17 +137,7 @@ def parse_image(image: Any) -> Conversion:
     parsers = _OPTIONAL_PARSERS
     for name, value in image.items():
         parser = parsers.get(name)
-        if parser is None:
-            continue
-        if type(value) is dict:
-            if value.get("NULL") is True:
-                continue
-            if parser is _string:
-                text = value.get("S")
-                if type(text) is str:
-                    attributes[name] = text
-                    continue
-        elif _is_null(value):
+        if parser is None or _is_null(value):
             continue
         attributes[name] = parser(name, value)
     return Conversion(

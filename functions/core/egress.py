@@ -23,9 +23,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import idna
 
-from functions.settings import Network, Settings
-
 IPAddress = IPv4Address | IPv6Address
+Network = IPv4Network | IPv6Network
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -94,12 +93,11 @@ class InvalidUrl(ValueError):
 
 @dataclass(frozen=True)
 class EgressPolicy:
+    """Ports a public target may use, and private ranges let through (built from the settings by
+    `functions.bootstrap.egress_policy`)."""
+
     allowed_ports: frozenset[int]
     allow_private: tuple[Network, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EgressPolicy:
-        return cls(allowed_ports=settings.allowed_ports, allow_private=settings.allow_private_targets)
 
     @property
     def allows_loopback(self) -> bool:

@@ -1,4 +1,4 @@
-"""Firing semantics (contract §2): which postbacks a conversion change fires, and what each sends.
+"""Firing semantics (docs/contract.md §2): which postbacks a conversion change fires, and what each sends.
 
 A postback fires for a change when all of these hold:
 - same affiliate;
@@ -11,8 +11,8 @@ A postback fires for a change when all of these hold:
   save (create or edit) sets `updated_at`, so changes written before it do not fire.
 
 Precision: Lambda's `ApproximateCreationDateTime` is rounded down to the second, so a change
-written in the same second as an edit, but after it, may not fire it. Contract §2 allows this: an
-edit applies to changes evaluated at most the rules-cache window after it was saved.
+written in the same second as an edit, but after it, may not fire it. docs/contract.md §2 allows
+this: an edit applies to changes evaluated at most the rules-cache window after it was saved.
 
 Every matching postback fires, and each match is rendered here, at match time (a later edit of the
 postback does not change a delivery already made). Pure: no AWS, no clock.
@@ -21,19 +21,11 @@ postback does not change a delivery already made). Pure: no AWS, no clock.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from functions.core.model import ConversionChange, Postback, Scope, delivery_id_for, parse_timestamp
-from functions.core.rendering import (
-    ChangeValues,
-    RenderError,
-    render_change_url,
-    render_url,
-    template_host,
-    with_ids,
-)
+from functions.core.rendering import ChangeValues, RenderError, render_change_url, template_host
 
 
 @dataclass(frozen=True)
@@ -82,53 +74,19 @@ def rules_in_force_at(postback: Postback) -> float:
     return _epoch_seconds(postback.updated_at)
 
 
-def postback_fires(postback: Postback, change: ConversionChange) -> bool:
-    conversion = change.conversion
-    return (
-        postback.enabled
-        and postback.affiliate_id == conversion.affiliate_id
-        and conversion.status != change.previous_status
-        and conversion.status in postback.conversion_statuses
-        and conversion.conversion_type in postback.conversion_types
-        and offer_in_scope(postback, conversion.offer_id)
-        and change.changed_at >= rules_in_force_at(postback)
-    )
+def _plan_delivery(postback: Postback, change: ConversionChange, values: ChangeValues) -> PlannedDelivery:
+    """The postback's URL rendered for the change; `RenderError` if it cannot be rendered.
 
-
-def plan_delivery(
-    postback: Postback, change: ConversionChange, values: Mapping[str, str] | None = None
-) -> PlannedDelivery:
-    """Render the postback's URL for the change; `RenderError` if it cannot be rendered.
-
-    `values` are the change's placeholder values (`conversion_values`), computed once per change;
-    without them, only the values the URL uses are computed.
+    `values` are the change's placeholder values, computed on first use and shared by every
+    postback the change fires.
     """
-    if values is None or isinstance(values, ChangeValues):
-        return _plan(postback, change, ChangeValues(change) if values is None else values)
-    conversion = change.conversion
-    delivery_id = delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
-    url = render_url(postback.url, with_ids(values, postback.id, delivery_id))
-    try:
-        host = urlsplit(url).hostname
-    except ValueError as exc:
-        raise RenderError(f"rendered URL does not parse: {exc}") from exc
-    return _planned(postback, change, delivery_id, url, host)
-
-
-def _plan(postback: Postback, change: ConversionChange, values: ChangeValues) -> PlannedDelivery:
     conversion = change.conversion
     delivery_id = delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
     url = render_change_url(postback.url, values, postback.id, delivery_id)
     # The rendered URL has the template's authority (`render_change_url` checks it), so its host.
-    return _planned(postback, change, delivery_id, url, template_host(postback.url))
-
-
-def _planned(
-    postback: Postback, change: ConversionChange, delivery_id: str, url: str, host: str | None
-) -> PlannedDelivery:
+    host = template_host(postback.url)
     if not host:
         raise RenderError("rendered URL has no host")
-    conversion = change.conversion
     return PlannedDelivery(
         delivery_id=delivery_id,
         postback_id=postback.id,
@@ -151,8 +109,8 @@ def match_change(change: ConversionChange, postbacks: Iterable[Postback]) -> Mat
     status = conversion.status
     if status == change.previous_status:
         return MatchResult(deliveries=(), failures=())
-    # `postback_fires`, inlined with the change's fields read once: this loop runs for every
-    # postback of the affiliate on every status change. Same conditions, same order of the last two.
+    # The conditions of the module docstring, with the change's fields read once and the cheapest
+    # tests first: this loop runs for every postback of the affiliate on every status change.
     conversion_type = conversion.conversion_type
     affiliate_id = conversion.affiliate_id
     offer_id = conversion.offer_id
@@ -171,7 +129,7 @@ def match_change(change: ConversionChange, postbacks: Iterable[Postback]) -> Mat
             # Computed on first use and shared by every postback the change fires.
             values = ChangeValues(change)
         try:
-            deliveries.append(_plan(postback, change, values))
+            deliveries.append(_plan_delivery(postback, change, values))
         except RenderError as exc:
             failures.append(RenderFailure(postback_id=postback.id, reason=f"render_failed: {exc}"))
     return MatchResult(deliveries=tuple(deliveries), failures=tuple(failures))

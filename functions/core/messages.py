@@ -5,7 +5,9 @@ the message only says which record to work on. Message attributes `affiliate_id`
 `postback_id` help filtering without reading the body.
 
 Deliveries DLQ: the delivery's identity, why it was dead-lettered and its attempt history, so
-an on-call engineer can judge it from the message alone (and redrive it by `delivery_id`).
+an on-call engineer can judge it from the message alone (and redrive it by `delivery_id`). A
+deliveries-queue message the sender cannot work on is set aside there whole: one whose body names
+no delivery (`malformed_message`), or one naming a delivery that has no record (`unknown_delivery`).
 
 Evaluator DLQ: the stream record whole, the reason, and its stream position.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 MESSAGE_VERSION = 1
+REASON_MALFORMED_MESSAGE = "malformed_message"
+REASON_UNKNOWN_DELIVERY = "unknown_delivery"
 
 
 def delivery_message(delivery_id: str) -> dict[str, Any]:
@@ -68,6 +72,32 @@ def dead_letter_attributes(
         "reason": reason,
         "status_code": "" if last_status_code is None else str(last_status_code),
     }
+
+
+def malformed_message_dead_letter(message_id: str, body: str, at: str) -> dict[str, Any]:
+    """The DLQ copy of a deliveries-queue message whose body names no delivery: kept whole."""
+    return {
+        "v": MESSAGE_VERSION,
+        "kind": REASON_MALFORMED_MESSAGE,
+        "reason": REASON_MALFORMED_MESSAGE,
+        "message_id": message_id,
+        "body": body,
+        "dead_lettered_at": at,
+    }
+
+
+def unknown_delivery_dead_letter(message_id: str, body: str, delivery_id: str, at: str) -> dict[str, Any]:
+    """The DLQ copy of a deliveries-queue message naming a delivery that has no record: kept whole."""
+    return malformed_message_dead_letter(message_id, body, at) | {
+        "kind": REASON_UNKNOWN_DELIVERY,
+        "reason": REASON_UNKNOWN_DELIVERY,
+        "delivery_id": delivery_id,
+    }
+
+
+def set_aside_attributes(reason: str) -> dict[str, str]:
+    """The message attributes of a set-aside message (`malformed_message`, `unknown_delivery`)."""
+    return {"reason": reason, "status_code": ""}
 
 
 def evaluator_dead_letter_message(

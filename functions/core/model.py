@@ -73,7 +73,7 @@ class Postback:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One attempt of a delivery, as logged on the delivery record (design.md, Sender)."""
+    """One attempt of a delivery, as logged on the delivery record (docs/sender.md)."""
 
     number: int
     at: str
@@ -143,7 +143,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Conversion:
-    """One conversion as the conversion service wrote it (contract §3), status normalised."""
+    """One conversion as the conversion service wrote it (docs/contract.md §3), status normalised."""
 
     conversion_id: str
     affiliate_id: str

@@ -1,4 +1,4 @@
-"""The placeholder catalogue (contract §4): the single source of truth.
+"""The placeholder catalogue (docs/contract.md §4): the single source of truth.
 
 Validation, `GET /parameters`, the OpenAPI description and rendering all read this table.
 Each placeholder says how its value is taken from a conversion change.

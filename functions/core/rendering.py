@@ -1,9 +1,9 @@
-"""Rendering a postback URL template with the values of one conversion change (contract §4).
+"""Rendering a postback URL template with the values of one conversion change (docs/contract.md §4).
 
 Every value is percent-encoded as a whole (only RFC 3986 unreserved characters stay literal), so a
 value can never add a query parameter, a path segment, a fragment or change the authority. After
 rendering, the URL's scheme and authority are compared with the template's and a path segment a
-value turned into `.` or `..` is refused: `render_url` raises `RenderError` rather than produce a
+value turned into `.` or `..` is refused: `render_change_url` raises `RenderError` rather than produce a
 URL that points somewhere the saved template did not.
 
 Templates are parsed once per distinct string (`lru_cache`): the evaluator renders many URLs
@@ -13,7 +13,7 @@ from few templates.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -106,45 +106,24 @@ def _value_getter(placeholder: Placeholder) -> Callable[[ConversionChange], str]
     raise ValueError(f"placeholder {placeholder.name} has no conversion value")
 
 
-# Postback and delivery IDs are added per postback; the rest depends on the change only.
-_CONVERSION_GETTERS: tuple[tuple[str, Callable[[ConversionChange], str]], ...] = tuple(
-    (placeholder.name, _value_getter(placeholder))
+# The value of every placeholder that depends on the change alone; the postback's and the
+# delivery's IDs are given per postback when rendering.
+_GETTERS_BY_NAME: dict[str, Callable[[ConversionChange], str]] = {
+    placeholder.name: _value_getter(placeholder)
     for placeholder in CATALOGUE
     if placeholder.source not in (Source.POSTBACK_ID, Source.DELIVERY_ID)
-)
-_POSTBACK_ID_NAMES = tuple(p.name for p in CATALOGUE if p.source is Source.POSTBACK_ID)
-_DELIVERY_ID_NAMES = tuple(p.name for p in CATALOGUE if p.source is Source.DELIVERY_ID)
-_GETTERS_BY_NAME: dict[str, Callable[[ConversionChange], str]] = dict(_CONVERSION_GETTERS)
-_POSTBACK_ID_NAME_SET = frozenset(_POSTBACK_ID_NAMES)
-_DELIVERY_ID_NAME_SET = frozenset(_DELIVERY_ID_NAMES)
-
-
-def conversion_values(change: ConversionChange) -> dict[str, str]:
-    """The values of every placeholder that depends on the change alone (compute once per record)."""
-    return {name: getter(change) for name, getter in _CONVERSION_GETTERS}
-
-
-def with_ids(values: Mapping[str, str], postback_id: str, delivery_id: str) -> dict[str, str]:
-    """`values` plus the postback's and the delivery's IDs."""
-    result = dict(values)
-    for name in _POSTBACK_ID_NAMES:
-        result[name] = postback_id
-    for name in _DELIVERY_ID_NAMES:
-        result[name] = delivery_id
-    return result
-
-
-def placeholder_values(change: ConversionChange, postback_id: str, delivery_id: str) -> dict[str, str]:
-    """Every catalogue placeholder's value for this change, postback and delivery ("" when missing)."""
-    return with_ids(conversion_values(change), postback_id, delivery_id)
+}
+_POSTBACK_ID_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.POSTBACK_ID)
+_DELIVERY_ID_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.DELIVERY_ID)
 
 
 class ChangeValues(dict[str, str]):
-    """The change-only placeholder values of `conversion_values`, each computed on first use.
+    """The values of a change's placeholders (all but the IDs), each computed on first use.
 
     The evaluator renders a few placeholders of a few postbacks per change: computing each value
     only when a template asks for it, once per change, saves computing the whole catalogue. Read
-    it with `[name]`: a name outside the catalogue (or an ID placeholder) reads as "".
+    it with `[name]`: a name outside the catalogue (or an ID placeholder) reads as "" (a missing
+    value renders empty).
     """
 
     __slots__ = ("_change",)
@@ -231,34 +210,21 @@ def _encode(value: str) -> str:
     return quote(value, safe="", errors="replace")
 
 
-def render_url(template: str, values: Mapping[str, str]) -> str:
-    """Substitute `{name}` with the percent-encoded value; unknown names render as ""."""
-    parsed = _parse_template(template)
-    if not parsed.names:
-        return template
-    pieces = [parsed.literals[0]]
-    for name, literal in zip(parsed.names, parsed.literals[1:], strict=True):
-        value = values.get(name, "")
-        if value:
-            pieces.append(_encode(value))
-        pieces.append(literal)
-    rendered = "".join(pieces)
-    _check_target(parsed, rendered)
-    return rendered
-
-
 def render_change_url(template: str, values: ChangeValues, postback_id: str, delivery_id: str) -> str:
-    """`render_url(template, with_ids(conversion_values(change), postback_id, delivery_id))`, computing
-    only the values the template uses (`values` is the change's `ChangeValues`, shared across postbacks).
+    """The template with each `{name}` replaced by its percent-encoded value for this change, postback
+    and delivery; `RenderError` if the result would not point where the template does.
+
+    `values` is the change's `ChangeValues`, shared by every postback the change fires: only the
+    values the template uses are computed. Unknown names render as "".
     """
     parsed = _parse_template(template)
     if not parsed.names:
         return template
     pieces = [parsed.literals[0]]
     for name, literal in zip(parsed.names, parsed.literals[1:], strict=True):
-        if name in _DELIVERY_ID_NAME_SET:
+        if name in _DELIVERY_ID_NAMES:
             value = delivery_id
-        elif name in _POSTBACK_ID_NAME_SET:
+        elif name in _POSTBACK_ID_NAMES:
             value = postback_id
         else:
             value = values[name]

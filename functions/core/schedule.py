@@ -1,4 +1,4 @@
-"""The retry schedule of the sender (design.md, Sender): pure, clock and randomness injected.
+"""The retry schedule of the sender (docs/sender.md, Retry schedule): pure, clock and randomness injected.
 
 Everything scales with one base (`POSTBACKS_RETRY_BASE_SECONDS`, default 30 s):
 

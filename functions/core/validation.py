@@ -1,4 +1,4 @@
-"""The rules a postback definition must satisfy (contract §5, Validation), as pure functions.
+"""The rules a postback definition must satisfy (docs/contract.md §5, Validation), as pure functions.
 
 `validate_postback` checks the values of a definition and returns every problem it finds, each
 naming the JSON field it concerns (`conversion_statuses[1]`, `url`, `included_offer_ids`), so a

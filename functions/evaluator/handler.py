@@ -5,9 +5,9 @@ from TRIM_HORIZON; deployed with the handler string `functions.evaluator.handler
 (this module, never `app.py`). The local stream poller calls the same callable with a Lambda-shaped
 event dict and a context, as Lambda does.
 
-Contract: each record whose status changed (contract §2) creates one delivery per matching postback
+Contract: each record whose status changed (docs/contract.md §2) creates one delivery per matching postback
 (a conditional write keyed by postback, conversion and status) and enqueues it; REMOVE records and
-updates that leave the status unchanged fire nothing; malformed records (contract §3) are sent whole,
+updates that leave the status unchanged fire nothing; malformed records (docs/contract.md §3) are sent whole,
 with the reason and stream position, to the evaluator dead-letter queue and do not block the shard.
 
 Failure semantics: returns `{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}]}` naming

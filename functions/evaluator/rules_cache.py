@@ -1,4 +1,4 @@
-"""Per-container cache of each affiliate's postbacks (contract §2: `POSTBACKS_RULES_CACHE_SECONDS`).
+"""Per-container cache of each affiliate's postbacks (docs/contract.md §2: `POSTBACKS_RULES_CACHE_SECONDS`).
 
 Validated by the table's rules version (`PostbackRepository.rules_version`): every create, update
 and delete of a postback bumps one version item in the same transaction as the write. The
@@ -14,7 +14,7 @@ evaluator reads it once per batch and passes it to `observe`; then
   and what is read then keeps only the TTL.
 
 So an edit or a new postback applies to changes evaluated at most `ttl_seconds` after it was
-saved (the contract) and, in the common case, from the next batch on. A delete or a disable needs
+saved (docs/contract.md §2) and, in the common case, from the next batch on. A delete or a disable needs
 no freshness here: the sender checks the postback again before every GET.
 
 `ttl_seconds = 0` disables caching entirely (every batch reads each of its affiliates once;

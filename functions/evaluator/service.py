@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +34,6 @@ from functions.core.matching import PlannedDelivery, match_change
 from functions.core.messages import delivery_message, evaluator_dead_letter_message
 from functions.core.model import ConversionChange, Postback, format_timestamp, utc_now
 from functions.evaluator.rules_cache import RulesCache
-from functions.settings import Settings
 from functions.storage.deliveries import CreateOutcome
 from functions.storage.queues import SQS_BATCH_LIMIT, OutgoingMessage, QueueSendError
 
@@ -285,38 +283,3 @@ class ConversionEvaluator:
             ),
             attributes={"kind": "conversion_record"},
         )
-
-
-def build_evaluator(
-    settings: Settings,
-    *,
-    sqs_client: Any | None = None,
-    clock: Callable[[], datetime] = utc_now,
-    rules_clock: Callable[[], float] | None = None,
-    rules_wall_clock: Callable[[], float] | None = None,
-) -> ConversionEvaluator:
-    """Wire the evaluator from settings: repositories, queues (clients with timeouts), rules cache
-    validated by the postbacks table's rules version."""
-    from functions.storage.deliveries import DeliveryRepository
-    from functions.storage.postbacks import PostbackRepository
-    from functions.storage.queues import Queue
-    from functions.storage.queues import sqs_client as new_sqs_client
-
-    if sqs_client is None:
-        sqs_client = new_sqs_client(settings.region)
-    cache = RulesCache(
-        settings.rules_cache_seconds,
-        clock=rules_clock or time.monotonic,
-        wall_clock=rules_wall_clock or time.time,
-    )
-    postbacks = PostbackRepository()
-    return ConversionEvaluator(
-        postbacks=postbacks,
-        rules_versions=postbacks,
-        deliveries=DeliveryRepository(),
-        deliveries_queue=Queue(settings.deliveries_queue, client=sqs_client),
-        dead_letter_queue=Queue(settings.evaluator_dlq, client=sqs_client),
-        rules_cache=cache,
-        delivery_ttl_days=settings.delivery_ttl_days,
-        clock=clock,
-    )

@@ -18,23 +18,26 @@ would be deleted with the batch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 from chalice.app import Blueprint, SQSEvent
 
-from functions import settings
+from functions import bootstrap, settings
 
 sender = Blueprint(__name__)
 
-# `functions.sender.service` (the pinned HTTP client on urllib3, the pynamodb models) is imported
-# by the handler when it runs: `app.py` imports this module only to register the blueprint, and
-# the API and authorizer Lambdas must not load the sender's stack for that. In the sender's own
-# Lambda (the runtime sets `_HANDLER` to the handler string) it is imported here, in the init
-# phase of the cold start, so that the first invocation does not pay for it.
-if os.environ.get("_HANDLER", "").startswith(__name__ + "."):
-    import functions.sender.service  # noqa: F401
+# What `bootstrap.delivery_sender` builds from (the sender service, the pinned HTTP client on
+# urllib3, the pynamodb models, the SQS adapter) is imported when the handler runs: `app.py`
+# imports this module only to register the blueprint, and the API and authorizer Lambdas must not
+# load the sender's stack for that. In the sender's own Lambda (the runtime's handler string names
+# this module) it is imported here, in the init phase of the cold start, so that the first
+# invocation does not pay for it.
+if settings.LAMBDA_HANDLER.startswith(__name__ + "."):
+    import functions.egress_http
+    import functions.sender.service
+    import functions.storage.postbacks
+    import functions.storage.queues  # noqa: F401
 
 
 def _remaining_ms(context: Any) -> Callable[[], int] | None:
@@ -44,11 +47,11 @@ def _remaining_ms(context: Any) -> Callable[[], int] | None:
 
 @sender.on_sqs_message(queue=settings.DELIVERIES_QUEUE, batch_size=10)
 def on_delivery_message(event: SQSEvent) -> dict[str, Any]:
-    from functions.sender.service import IncomingMessage, delivery_sender
+    from functions.sender.service import IncomingMessage
 
     messages = [
         IncomingMessage(message_id=raw["messageId"], receipt_handle=raw["receiptHandle"], body=raw["body"])
         for raw in (record.to_dict() for record in event)
     ]
-    failed = delivery_sender().process_batch(messages, _remaining_ms(event.context))
+    failed = bootstrap.delivery_sender().process_batch(messages, _remaining_ms(event.context))
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

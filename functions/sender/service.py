@@ -1,6 +1,6 @@
 """The sender: a batch of deliveries-queue messages -> GETs -> delivered, retried, dead-lettered or cancelled.
 
-A batch goes through three phases (design.md, Flow item 3):
+A batch goes through three phases (docs/sender.md, one batch step by step):
 
 1. parse each body; a malformed one goes to the deliveries DLQ (`malformed_message`) and is
    acknowledged: it is never lost and never blocks the queue;
@@ -39,51 +39,41 @@ import logging
 import math
 import random
 import secrets
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
-from functions.core.classification import (
-    REASON_POSTBACK_DELETED,
-    REASON_POSTBACK_DISABLED,
-    Classification,
-    classify,
-    header_text,
-    response_excerpt,
+from functions.core.attempts import HttpGetter, HttpOutcomeView, attempt_of, header, with_next
+from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED, Classification, classify
+from functions.core.messages import (
+    REASON_MALFORMED_MESSAGE,
+    REASON_UNKNOWN_DELIVERY,
+    dead_letter_attributes,
+    dead_letter_message,
+    delivery_id_of,
+    malformed_message_dead_letter,
+    set_aside_attributes,
+    unknown_delivery_dead_letter,
 )
-from functions.core.egress import InvalidUrl, parse_target
-from functions.core.messages import dead_letter_attributes, dead_letter_message, delivery_id_of
 from functions.core.model import (
     TERMINAL_STATES,
     Attempt,
-    Conversion,
-    ConversionChange,
     Delivery,
     DeliveryState,
     Postback,
-    delivery_id_for,
     format_timestamp,
-    new_ulid,
     parse_timestamp,
     utc_now,
 )
-from functions.core.rendering import placeholder_values, render_url
 from functions.core.schedule import RetryPolicy, Uniform, decide_retry, parse_retry_after
-from functions.sender.http_client import PinnedHttpClient
-from functions.settings import Settings, load_settings
-from functions.storage.delivery_attempts import DeliveryAttemptRepository, LeaseLost
-from functions.storage.models import DeliveryModel, PostbackModel
-from functions.storage.postback_health import PostbackHealthError, PostbackHealthRepository, success_changes_health
-from functions.storage.postbacks import PostbackRepository
-from functions.storage.queues import Queue
-from functions.storage.queues import sqs_client as new_sqs_client
+from functions.sender.batch import BatchState, HostLimits
+from functions.storage.deliveries import LeaseLost
+from functions.storage.postback_health import PostbackHealthError
 
 logger = logging.getLogger(__name__)
 
@@ -95,33 +85,9 @@ INVOCATION_MARGIN_SECONDS = 5.0
 # slot) reads its postback again first, so a delete or disable stops it however long it waited.
 POSTBACK_RECHECK_SECONDS = 1.0
 
-REASON_MALFORMED_MESSAGE = "malformed_message"
-REASON_UNKNOWN_DELIVERY = "unknown_delivery"
-
-
-class HttpOutcomeView(Protocol):
-    """What the sender reads of `functions.sender.http_client.HttpOutcome`."""
-
-    @property
-    def status_code(self) -> int | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def duration_ms(self) -> int: ...
-    @property
-    def resolved_address(self) -> str | None: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    @property
-    def body_excerpt(self) -> bytes: ...
-
-
-class HttpGetter(Protocol):
-    def get(self, url: str) -> HttpOutcomeView: ...
-
 
 class DeliveryStore(Protocol):
-    """What the sender needs of the deliveries table (`DeliveryAttemptRepository`)."""
+    """What the sender needs of the deliveries table (`functions.storage.deliveries.DeliveryRepository`)."""
 
     def get(self, delivery_id: str) -> Delivery | None: ...
     def acquire_lease(
@@ -170,26 +136,6 @@ class IncomingMessage:
 class Disposition(StrEnum):
     ACKNOWLEDGE = "acknowledge"  # done with it: report success, the queue deletes it
     RETURN_LATER = "return_later"  # report as a batch item failure: it comes back
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
-def malformed_message_dead_letter(message: IncomingMessage, at: str) -> dict[str, Any]:
-    """The DLQ copy of a deliveries-queue message whose body names no delivery: kept whole."""
-    return {
-        "v": 1,
-        "kind": "malformed_message",
-        "reason": REASON_MALFORMED_MESSAGE,
-        "message_id": message.message_id,
-        "body": message.body,
-        "dead_lettered_at": at,
-    }
 
 
 class DeliverySender:
@@ -271,7 +217,7 @@ class DeliverySender:
             except Exception:
                 logger.exception("reading the postbacks of %d deliveries failed; they will be retried", len(leases))
                 return failed + [lease.message.message_id for lease in leases]
-            batch = _BatchState(_HostLimits(self._per_host), self._monotonic(), remaining_ms)
+            batch = BatchState(HostLimits(self._per_host), self._monotonic(), remaining_ms)
             send_futures = [
                 (
                     lease.message,
@@ -310,7 +256,8 @@ class DeliverySender:
     def _dead_letter_malformed(self, message: IncomingMessage) -> Disposition:
         at = format_timestamp(self._clock())
         self._dead_letters.send(
-            malformed_message_dead_letter(message, at), {"reason": REASON_MALFORMED_MESSAGE, "status_code": ""}
+            malformed_message_dead_letter(message.message_id, message.body, at),
+            set_aside_attributes(REASON_MALFORMED_MESSAGE),
         )
         logger.warning("message %s has no delivery id: sent to the DLQ", message.message_id)
         return Disposition.ACKNOWLEDGE
@@ -367,7 +314,7 @@ class DeliverySender:
     def _out_of_time(self, remaining_ms: Callable[[], int] | None) -> bool:
         return remaining_ms is not None and remaining_ms() < self._min_remaining_ms
 
-    def _send(self, lease: _Lease, postback: Postback | None, batch: _BatchState) -> Disposition:
+    def _send(self, lease: _Lease, postback: Postback | None, batch: BatchState) -> Disposition:
         message, record, owner = lease.message, lease.record, lease.owner
         if postback is None or not postback.enabled:
             return self._cancel(lease, postback)
@@ -404,7 +351,7 @@ class DeliverySender:
         started: datetime,
         outcome: HttpOutcomeView,
         postback: Postback,
-        batch: _BatchState,
+        batch: BatchState,
     ) -> Disposition:
         classification = classify(outcome.status_code, outcome.error)
         finished = self._clock()
@@ -431,7 +378,7 @@ class DeliverySender:
             )
             if decision.wait_seconds is not None:
                 next_at = finished + timedelta(seconds=decision.wait_seconds)
-                attempt = _with_next(base, format_timestamp(next_at))
+                attempt = with_next(base, format_timestamp(next_at))
                 self._deliveries.record_retry(record.delivery_id, owner, attempt, next_at, finished)
                 self._queue.change_visibility(message.receipt_handle, math.ceil(decision.wait_seconds))
                 logger.info(
@@ -455,7 +402,7 @@ class DeliverySender:
         reason: str,
         now: datetime,
         classification: Classification,
-        batch: _BatchState,
+        batch: BatchState,
     ) -> Disposition:
         updated = self._deliveries.record_dead_letter(record.delivery_id, owner, attempt, reason, now)
         last_status_code = updated.last_status_code
@@ -490,12 +437,8 @@ class DeliverySender:
 
     def _dead_letter_unknown(self, message: IncomingMessage, delivery_id: str) -> Disposition:
         at = format_timestamp(self._clock())
-        body = malformed_message_dead_letter(message, at) | {
-            "kind": REASON_UNKNOWN_DELIVERY,
-            "reason": REASON_UNKNOWN_DELIVERY,
-            "delivery_id": delivery_id,
-        }
-        self._dead_letters.send(body, {"reason": REASON_UNKNOWN_DELIVERY, "status_code": ""})
+        body = unknown_delivery_dead_letter(message.message_id, message.body, delivery_id, at)
+        self._dead_letters.send(body, set_aside_attributes(REASON_UNKNOWN_DELIVERY))
         logger.warning("message %s names unknown delivery %s: sent to the DLQ", message.message_id, delivery_id)
         return Disposition.ACKNOWLEDGE
 
@@ -510,30 +453,6 @@ class DeliverySender:
             logger.warning("health of postback %s not updated", postback_id, exc_info=True)
 
 
-def _with_next(attempt: Attempt, next_attempt_at: str) -> Attempt:
-    return Attempt(**(attempt.to_dict() | {"next_attempt_at": next_attempt_at}))
-
-
-def attempt_of(
-    number: int, started: datetime, classification: Classification, outcome: HttpOutcomeView, test: bool = False
-) -> Attempt:
-    """The attempt-log entry of one GET (design.md, Sender): what happened, sanitised and bounded."""
-    is_redirect = outcome.status_code is not None and 300 <= outcome.status_code < 400
-    return Attempt(
-        number=number,
-        at=format_timestamp(started),
-        outcome=classification.outcome.value,
-        duration_ms=outcome.duration_ms,
-        status_code=outcome.status_code,
-        error=outcome.error,
-        resolved_address=outcome.resolved_address,
-        retry_after=header_text(header(outcome.headers, "Retry-After")),
-        location=header_text(header(outcome.headers, "Location")) if is_redirect else None,
-        response_excerpt=response_excerpt(outcome.body_excerpt),
-        test=test,
-    )
-
-
 @dataclass(frozen=True)
 class _Lease:
     """A delivery this worker holds the lease on: the record as the lease wrote it."""
@@ -541,233 +460,3 @@ class _Lease:
     message: IncomingMessage
     record: Delivery
     owner: str
-
-
-class _BatchHealth:
-    """Health writes of one batch: a postback's success is written at most once, unless a failure came between."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._succeeded: set[str] = set()
-
-    def success_to_write(self, postback: Postback, at: datetime) -> bool:
-        if not success_changes_health(postback, at):
-            return False
-        with self._lock:
-            if postback.id in self._succeeded:
-                return False
-            self._succeeded.add(postback.id)
-            return True
-
-    def failure_written(self, postback_id: str) -> None:
-        with self._lock:
-            self._succeeded.discard(postback_id)
-
-
-class _BatchState:
-    """What the GETs of one batch share."""
-
-    def __init__(self, limits: _HostLimits, postbacks_read_at: float, remaining_ms: Callable[[], int] | None) -> None:
-        self.limits = limits
-        self.postbacks_read_at = postbacks_read_at
-        self.remaining_ms = remaining_ms
-        self.health = _BatchHealth()
-
-
-class _HostLimits:
-    """One semaphore per target host, created on first use: the per-host cap inside a batch."""
-
-    def __init__(self, per_host: int) -> None:
-        self._per_host = per_host
-        self._lock = threading.Lock()
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
-
-    def slot(self, host: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            semaphore = self._semaphores.get(host)
-            if semaphore is None:
-                semaphore = threading.BoundedSemaphore(self._per_host)
-                self._semaphores[host] = semaphore
-            return semaphore
-
-
-# Test fires (POST /postbacks/{id}/test).
-
-SAMPLE_OFFER_ID = "sample-offer"
-TEST_CONVERSION_PREFIX = "test-"
-ConversionValue = str | Decimal | list[str]
-
-
-@dataclass(frozen=True)
-class PostbackTestOutcome:
-    delivery_id: str
-    url: str
-    classification: Classification
-    status_code: int | None
-    duration_ms: int | None
-    error: str | None
-
-    @property
-    def delivered(self) -> bool:
-        return self.classification.delivered
-
-
-def sample_conversion(
-    postback: Postback,
-    now: datetime,
-    overrides: Mapping[str, ConversionValue],
-    removed: frozenset[str] = frozenset(),
-) -> Conversion:
-    """A plausible conversion of the postback's affiliate that matches it, with `overrides` applied.
-
-    `overrides` are attributes of the conversion record (contract §3), already validated;
-    `removed` are optional attributes to leave out; `affiliate_id` is always the postback's.
-    """
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    click = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ulid = new_ulid()
-    values: dict[str, ConversionValue] = {
-        "conversion_id": TEST_CONVERSION_PREFIX + ulid,
-        "offer_id": postback.included_offer_ids[0] if postback.included_offer_ids else SAMPLE_OFFER_ID,
-        "conversion_type": postback.conversion_types[0] if postback.conversion_types else "sale",
-        "status": postback.conversion_statuses[0] if postback.conversion_statuses else "approved",
-        "cid": "test-click-" + ulid.lower(),
-        "external_cid": "sample-visitor-1",
-        "external_id": "sample-order-1001",
-        **{f"aff_s{i}": f"sample-aff-s{i}" for i in range(1, 6)},
-        **{f"adv_s{i}": f"sample-adv-s{i}" for i in range(1, 6)},
-        "payout": Decimal("12.5"),
-        "revenue": Decimal("20"),
-        "sale_amount": Decimal("99.9"),
-        "currency": "USD",
-        "customer_id": "sample-customer-1",
-        "coupon_codes": ["SAMPLE10"],
-        "created_at": stamp,
-        "status_changed_at": stamp,
-        "click_time": click,
-    }
-    values.update(overrides)
-    for name in removed:
-        values.pop(name, None)
-    values["affiliate_id"] = postback.affiliate_id
-    return Conversion(
-        conversion_id=str(values["conversion_id"]),
-        affiliate_id=postback.affiliate_id,
-        offer_id=str(values["offer_id"]),
-        conversion_type=str(values["conversion_type"]),
-        status=str(values["status"]),
-        attributes=values,
-    )
-
-
-def _target_host(url: str) -> str:
-    try:
-        return parse_target(url).host
-    except InvalidUrl:
-        return ""
-
-
-class PostbackTestFire:
-    """Fire a postback now with a sample conversion, through the same HTTP client, and log it as a test.
-
-    A disabled postback can be test-fired: testing a postback before enabling it is the point.
-    The test delivery gets an ID of its own (never that of a real delivery), is never retried,
-    and is recorded `delivered` or `failed` with its one attempt marked `test`.
-    """
-
-    def __init__(
-        self, *, http: HttpGetter, deliveries: DeliveryAttemptRepository, clock: Callable[[], datetime] = utc_now
-    ) -> None:
-        self._http = http
-        self._deliveries = deliveries
-        self._clock = clock
-
-    def fire(
-        self,
-        postback: Postback,
-        overrides: Mapping[str, ConversionValue],
-        removed: frozenset[str] = frozenset(),
-    ) -> PostbackTestOutcome:
-        """Raises `functions.core.rendering.RenderError` when the values cannot be placed in the URL."""
-        now = self._clock()
-        conversion = sample_conversion(postback, now, overrides, removed)
-        change = ConversionChange(conversion=conversion, previous_status=None, changed_at=now.timestamp())
-        delivery_id = delivery_id_for(postback.id, f"{TEST_CONVERSION_PREFIX}{new_ulid()}", conversion.status)
-        url = render_url(postback.url, placeholder_values(change, postback.id, delivery_id))
-        started = self._clock()
-        outcome = self._http.get(url)
-        classification = classify(outcome.status_code, outcome.error)
-        attempt = attempt_of(1, started, classification, outcome, test=True)
-        state = DeliveryState.DELIVERED if classification.delivered else DeliveryState.FAILED
-        self._deliveries.record_test_delivery(
-            delivery_id=delivery_id,
-            postback_id=postback.id,
-            affiliate_id=postback.affiliate_id,
-            conversion_id=conversion.conversion_id,
-            conversion_status=conversion.status,
-            offer_id=conversion.offer_id,
-            url=url,
-            target_host=_target_host(url),
-            state=state,
-            reason=classification.reason,
-            attempt=attempt,
-            now=self._clock(),
-        )
-        logger.info(
-            "test fire of postback %s (host %s): %s", postback.id, _target_host(url), classification.outcome.value
-        )
-        return PostbackTestOutcome(
-            delivery_id=delivery_id,
-            url=url,
-            classification=classification,
-            status_code=outcome.status_code,
-            duration_ms=outcome.duration_ms,
-            error=outcome.error,
-        )
-
-
-# Composition: one sender and one test fire per container, built on first use.
-
-
-def build_delivery_sender(settings: Settings, *, sqs_client: Any | None = None) -> DeliverySender:
-    """The sender of this container: repositories, queues and the pinned HTTP client from `settings`."""
-    if sqs_client is None:
-        # Created here, on one thread: the batch's worker threads share it (boto3 clients are thread-safe),
-        # with a connection per worker so none waits for the pool.
-        sqs_client = new_sqs_client(settings.region, max_pool_connections=settings.sender_max_concurrency)
-    return DeliverySender(
-        deliveries=DeliveryAttemptRepository(DeliveryModel, ttl_days=settings.delivery_ttl_days),
-        postbacks=PostbackRepository(PostbackModel),
-        health=PostbackHealthRepository(PostbackModel),
-        http=PinnedHttpClient.from_settings(settings),
-        queue=Queue(settings.deliveries_queue, sqs_client),
-        dead_letters=Queue(settings.deliveries_dlq, sqs_client),
-        policy=RetryPolicy(base_seconds=settings.retry_base_seconds, max_attempts=settings.max_attempts),
-        max_concurrency=settings.sender_max_concurrency,
-        per_host_concurrency=settings.sender_per_host_concurrency,
-        lease_seconds=settings.lease_seconds,
-        request_deadline_seconds=settings.total_timeout_seconds,
-    )
-
-
-def build_postback_test_fire(settings: Settings) -> PostbackTestFire:
-    return PostbackTestFire(
-        http=PinnedHttpClient.from_settings(settings),
-        deliveries=DeliveryAttemptRepository(DeliveryModel, ttl_days=settings.delivery_ttl_days),
-    )
-
-
-_sender: DeliverySender | None = None
-
-
-def delivery_sender() -> DeliverySender:
-    global _sender
-    if _sender is None:
-        _sender = build_delivery_sender(load_settings())
-    return _sender
-
-
-def set_delivery_sender(sender: DeliverySender | None) -> None:
-    """Replace (or, with None, forget) this container's sender: for tests and the local stack."""
-    global _sender
-    _sender = sender

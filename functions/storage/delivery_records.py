@@ -1,7 +1,8 @@
 """The one conversion between a `DeliveryModel` item and the domain `Delivery` (and its `Attempt` log).
 
-Every repository of the deliveries table (the evaluator's, the sender's, the on-call tools') reads
-records through `delivery_from_item`, so they all see the same fields with the same types.
+`functions.storage.deliveries.DeliveryRepository` reads every record through `delivery_from_item`,
+so the evaluator, the sender, the API and the on-call tools all see the same fields with the same
+types.
 """
 
 from __future__ import annotations

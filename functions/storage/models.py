@@ -43,7 +43,6 @@ from pynamodb.models import Model
 from functions import settings
 
 POSTBACK_LISTING_PARTITION = "postbacks"
-DEAD_LETTER_PARTITION = "dead"
 QUOTA_PREFIX = "quota#"
 RULES_VERSION_KEY = "rules#version"
 # Every DynamoDB call is bounded; the pool lets the sender's concurrent workers share one client.

@@ -191,14 +191,6 @@ class PostbackRepository:
         """
         return [to_domain(item) for item in self._model.by_affiliate.query(affiliate_id, scan_index_forward=False)]
 
-    def count_for_affiliate(self, affiliate_id: str) -> int:
-        """The quota counter: how many postbacks the affiliate has."""
-        try:
-            item = self._model.get(quota_key(affiliate_id), consistent_read=True)
-        except self._model.DoesNotExist:
-            return 0
-        return int(item.postback_count or 0)
-
     def create(self, postback: Postback, limit: int) -> Postback:
         """Store a new postback (version 1) if the affiliate has fewer than `limit`."""
         item = new_item(postback, self._model)

@@ -1,4 +1,4 @@
-"""The SQS adapter: one queue, addressed by name or URL, client passed in or created lazily.
+"""The SQS adapter: one queue, addressed by name or URL (resolved on first use), on a client passed in.
 
 Message bodies are JSON. `send_batch` sends in chunks of ten (the SQS limit) and retries the
 entries SQS reports as failed; what still fails after the retries is raised as
@@ -51,25 +51,9 @@ def _sqs_attributes(attributes: dict[str, str] | None) -> dict[str, Any]:
     }
 
 
-def sqs_client(region: str | None = None, max_pool_connections: int = 10) -> Any:
-    """An SQS client with bounded timeouts and standard retries, safe to share between threads."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "sqs",
-        region_name=region,
-        config=Config(
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"mode": "standard", "max_attempts": 3},
-            max_pool_connections=max_pool_connections,
-        ),
-    )
-
-
 class Queue:
-    def __init__(self, name_or_url: str, client: Any | None = None, send_retries: int = 3) -> None:
+    def __init__(self, name_or_url: str, client: Any, send_retries: int = 3) -> None:
+        """`client`: an SQS client (`functions.bootstrap.sqs_client`)."""
         self._name_or_url = name_or_url
         self._client = client
         self._url: str | None = name_or_url if name_or_url.startswith(("http://", "https://")) else None
@@ -77,8 +61,6 @@ class Queue:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = sqs_client()
         return self._client
 
     @property

@@ -1,4 +1,4 @@
-"""Firing semantics of contract §2 over the wire: API -> conversions table -> stream -> evaluator ->
+"""Firing semantics of docs/contract.md §2 over the wire: API -> conversions table -> stream -> evaluator ->
 queue -> sender -> a real loopback receiver."""
 
 from __future__ import annotations

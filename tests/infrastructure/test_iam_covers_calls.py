@@ -2,7 +2,7 @@
 
 moto ignores IAM: a call that no policy allows passes every other test and fails in AWS with
 AccessDenied. Here each function's real code paths run against moto in-process while every AWS
-call of every client the code creates is recorded (`tests.support.aws_call_log`), and each call —
+call of every client the code creates is recorded (`tests.support.aws_calls`), and each call —
 plus what the function's event source mapping does with its role — must be allowed by a statement
 of the policies attached to that function's role (`tests.support.iam_policies`):
 
@@ -39,13 +39,12 @@ from functions.core.messages import delivery_message
 from functions.core.model import DeliveryState, delivery_id_for, format_timestamp
 from functions.evaluator.handler import on_conversion_change
 from functions.sender.handler import on_delivery_message
-from functions.sender.service import set_delivery_sender
 from functions.settings import load_settings
 from functions.storage.models import RULES_VERSION_KEY, DeliveryModel
 from functions.storage.postbacks import new_item
 from infrastructure.resources import TABLES, create_all, load_template
 from tests.support.api_client import ADMIN, AFF_A, Api, body_of
-from tests.support.aws_call_log import AwsCall, AwsCallLog, calls_of
+from tests.support.aws_calls import AwsCall, AwsCallLog, calls_of
 from tests.support.conversions import BEFORE_CHANGES, conversion, postback
 from tests.support.iam_policies import FUNCTIONS, ResourceNames, Statement, role_statements, uncovered
 from tests.support.streams import StreamBuilder, stream_event
@@ -102,7 +101,6 @@ class World:
         monkeypatch.setenv("POSTBACKS_READ_TIMEOUT_SECONDS", "0.5")
         monkeypatch.setenv("POSTBACKS_TOTAL_TIMEOUT_SECONDS", "1")
         bootstrap.reset()
-        set_delivery_sender(None)
 
     def messages(self, logical_id: str) -> list[dict[str, Any]]:
         received = self.sqs.receive_message(
@@ -119,7 +117,6 @@ def fresh_world() -> Iterator[World]:
             yield World(monkeypatch)
         finally:
             bootstrap.reset()
-            set_delivery_sender(None)
 
 
 def _postback(postback_id: str, url: str, *, enabled: bool = True, affiliate: str = "aff-1") -> None:

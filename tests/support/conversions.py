@@ -1,4 +1,7 @@
-"""Postbacks (domain objects) and conversion records (plain dicts, contract §3) for tests."""
+"""Postbacks (domain objects) and conversion records (plain dicts, docs/contract.md §3) for tests and benchmarks.
+
+Stream records of these conversions are built with `tests.support.streams`.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,11 @@ def postback(
     url: str = "https://tracker.example/cb?click={affS1}&status={conversionStatus}&d={deliveryId}",
     enabled: bool = True,
     updated_at: str = BEFORE_CHANGES,
+    created_at: str | None = None,
+    last_success_at: str | None = None,
+    consecutive_failures: int = 0,
 ) -> Postback:
+    """A saved postback (version 1); created when last updated unless `created_at` says otherwise."""
     return Postback(
         id=postback_id,
         affiliate_id=affiliate_id,
@@ -34,9 +41,11 @@ def postback(
         conversion_statuses=statuses,
         url=url,
         enabled=enabled,
-        created_at=updated_at,
+        created_at=created_at or updated_at,
         updated_at=updated_at,
         version=1,
+        last_success_at=last_success_at,
+        consecutive_failures=consecutive_failures,
     )
 
 

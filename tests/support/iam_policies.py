@@ -1,7 +1,7 @@
 """Whether a function's IAM policies in the merge template allow the AWS calls its code makes.
 
 moto ignores IAM, so a call the policies do not allow passes every moto test and fails in AWS
-with AccessDenied. `uncovered(...)` takes the calls recorded by `tests.support.aws_call_log`
+with AccessDenied. `uncovered(...)` takes the calls recorded by `tests.support.aws_calls`
 (plus what the function's event source mapping does with the function's role) and returns one
 line per call that no statement of the policies attached to the function's role allows.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from functions.settings import Settings
 from infrastructure.resources import QUEUES, TABLES
-from tests.support.aws_call_log import AwsCall
+from tests.support.aws_calls import AwsCall
 
 # Chalice's logical IDs: the function and the role `chalice package` gives it.
 FUNCTIONS: Mapping[str, tuple[str, str]] = {

@@ -12,14 +12,14 @@ instead of epoch seconds). These helpers build records exactly as Lambda does:
     ])
     on_conversion_change(event, None)
 
-`lambda_record_from_get_records` converts a GetRecords record into the same shape (local pollers).
+The benchmarks build their workload's records with the same helpers (`bench/workload.py`). Records
+read back with GetRecords are given Lambda's shape by `functions.invocation.lambda_stream_record`.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -151,16 +151,3 @@ def records_from(records: list[dict[str, Any]], sequence_number: str) -> list[di
     """What Lambda sends again after a batch reported `sequence_number`: that record and every later one."""
     numbers = [sequence_number_of(record) for record in records]
     return records[numbers.index(sequence_number) :]
-
-
-def lambda_record_from_get_records(record: Mapping[str, Any], event_source_arn: str) -> dict[str, Any]:
-    """A record from DynamoDB Streams GetRecords (boto3) in the shape Lambda delivers."""
-    converted = dict(record)
-    dynamodb = dict(converted.get("dynamodb") or {})
-    created = dynamodb.get("ApproximateCreationDateTime")
-    if isinstance(created, datetime):
-        moment = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
-        dynamodb["ApproximateCreationDateTime"] = int(moment.timestamp())
-    converted["dynamodb"] = dynamodb
-    converted.setdefault("eventSourceARN", event_source_arn)
-    return converted

@@ -465,7 +465,7 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(client: Api, mon
         def get(self, postback_id: str) -> None:
             raise RuntimeError("secret internal detail")
 
-    broken = PostbackService(BrokenRepository(), bootstrap.settings())
+    broken = PostbackService(BrokenRepository(), bootstrap.settings(), egress=bootstrap.egress_policy())
     monkeypatch.setattr(bootstrap, "postback_service", lambda: broken)
     response = client.request("GET", "/postbacks/pb_1", AFF_A)
     document = assert_problem(response, 500)

@@ -1,4 +1,4 @@
-"""Contract §2: a delete or a disable cancels the postback's pending deliveries at once."""
+"""docs/contract.md §2: a delete or a disable cancels the postback's pending deliveries at once."""
 
 from __future__ import annotations
 

@@ -13,28 +13,33 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions import bootstrap
 from functions.cli import main
 from functions.cli.app import Services
 from functions.cli.conversions import ConversionDeadLetters
-from functions.cli.deliveries import DeliveryDeadLetters, Recovery, StepHook
-from functions.core.messages import dead_letter_attributes, dead_letter_message, evaluator_dead_letter_message
-from functions.core.model import DeliveryState, delivery_id_for, format_timestamp, utc_now
-from functions.core.redrive import DEAD_PARTITION
-from functions.sender.service import (
+from functions.cli.deliveries import DeliveryDeadLetters, Recovery, Step, StepHook
+from functions.core.messages import (
     REASON_MALFORMED_MESSAGE,
     REASON_UNKNOWN_DELIVERY,
-    IncomingMessage,
+    dead_letter_attributes,
+    dead_letter_message,
+    evaluator_dead_letter_message,
     malformed_message_dead_letter,
+    set_aside_attributes,
+    unknown_delivery_dead_letter,
 )
+from functions.core.model import DeliveryState, delivery_id_for, format_timestamp, utc_now
+from functions.core.redrive import DEAD_PARTITION
 from functions.settings import Settings, load_settings
+from functions.storage.deliveries import DeliveryRepository
 from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel
 from functions.storage.postbacks import new_item
 from functions.storage.queues import Queue
-from functions.storage.redrive import DeliveryRedriveRepository
+from functions.storage.streams import StreamRangeReader
 from tests.support.streams import image
 
 
-def _no_step(step: str, delivery_id: str) -> None:
+def _no_step(step: Step, delivery_id: str) -> None:
     return None
 
 
@@ -64,18 +69,25 @@ class CliStack:
     def services(
         self, on_step: StepHook = _no_step, clock: Callable[[], datetime] = utc_now, run_id: str = "run-1"
     ) -> Services:
-        repository = DeliveryRedriveRepository()
+        repository = DeliveryRepository()
         main_queue = Queue(self.deliveries_queue_url, self.sqs)
         return Services(
             deliveries=DeliveryDeadLetters(
                 Queue(self.dlq_url, self.sqs), main_queue, repository, clock=clock, wait_seconds=0, on_step=on_step
             ),
             conversions=ConversionDeadLetters(
-                Queue(self.evaluator_dlq_url, self.sqs), stream_arn="arn:test", region="us-east-1", wait_seconds=0
+                Queue(self.evaluator_dlq_url, self.sqs),
+                stream_arn="arn:test",
+                region="us-east-1",
+                streams=self.stream_reader(),
+                wait_seconds=0,
             ),
             recovery=Recovery(main_queue, repository, run_id=run_id, clock=clock, on_step=on_step),
             clock=clock,
         )
+
+    def stream_reader(self) -> StreamRangeReader:
+        return StreamRangeReader(lambda: boto3.client("dynamodbstreams", region_name=self.settings.region))
 
     def dead_letter(
         self,
@@ -146,13 +158,13 @@ class CliStack:
     def set_aside(self, original_body: str, *, unknown_delivery: str | None = None) -> None:
         """A deliveries-queue message the sender put in the DLQ as it is: `malformed_message`, or with
         `unknown_delivery` (the delivery id it named) an `unknown_delivery` one."""
-        original = IncomingMessage(message_id="original-1", receipt_handle="handle-1", body=original_body)
-        body = malformed_message_dead_letter(original, format_timestamp(utc_now() - timedelta(minutes=5)))
+        at = format_timestamp(utc_now() - timedelta(minutes=5))
+        body = malformed_message_dead_letter("original-1", original_body, at)
         reason = REASON_MALFORMED_MESSAGE
-        if unknown_delivery is not None:  # as DeliverySender._dead_letter_unknown writes it
+        if unknown_delivery is not None:
+            body = unknown_delivery_dead_letter("original-1", original_body, unknown_delivery, at)
             reason = REASON_UNKNOWN_DELIVERY
-            body |= {"kind": REASON_UNKNOWN_DELIVERY, "reason": reason, "delivery_id": unknown_delivery}
-        Queue(self.dlq_url, self.sqs).send(body, attributes={"reason": reason, "status_code": ""})
+        Queue(self.dlq_url, self.sqs).send(body, attributes=set_aside_attributes(reason))
 
     def evaluator_dead_letter(self, record: dict[str, Any], reason: str = "transient: throttled") -> None:
         Queue(self.evaluator_dlq_url, self.sqs).send(
@@ -291,6 +303,7 @@ def stack() -> Iterator[CliStack]:
             yield CliStack(settings, sqs, *urls)
         finally:
             _reset_connections()
+            bootstrap.reset()  # `main` set the composition root up for a terminal: back to the Lambda wiring
 
 
 def delivery_id(n: int) -> str:
@@ -300,7 +313,6 @@ def delivery_id(n: int) -> str:
 @pytest.fixture
 def evaluator(stack: CliStack) -> Iterator[None]:
     """The evaluator builds itself from the settings on first use (inside the mock), as in a Lambda container."""
-    bootstrap = pytest.importorskip("functions.bootstrap")
     bootstrap.reset()
     yield
     bootstrap.reset()

@@ -7,11 +7,7 @@ import pytest
 from functions.core.model import delivery_id_for
 from functions.storage.models import DeliveryModel
 from tests.integration.cli.conftest import CliStack, add_postback
-
-pytest.importorskip("functions.bootstrap")
-pytest.importorskip("functions.evaluator.handler")
-conversions = pytest.importorskip("tests.support.conversions")
-streams = pytest.importorskip("tests.support.streams")
+from tests.support import conversions, streams
 
 pytestmark = pytest.mark.integration
 

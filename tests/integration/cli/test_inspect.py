@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from functions import bootstrap
+from functions.cli.app import build_services
 from tests.integration.cli.conftest import CliStack
 
 pytestmark = pytest.mark.integration
@@ -82,3 +84,16 @@ def test_missing_queue_is_a_clear_failure(stack: CliStack) -> None:
     run = stack.cli("dlq", "list")
     assert run.code == 1
     assert run.err.startswith("error: AWS")
+
+
+def test_the_tools_run_on_the_composition_root_set_up_for_a_terminal(stack: CliStack) -> None:
+    services = build_services()
+
+    client_config = bootstrap.sqs_client().meta.config
+    assert client_config.read_timeout == bootstrap.TERMINAL_CLIENT_LIMITS.read_timeout
+    assert client_config.connect_timeout == bootstrap.TERMINAL_CLIENT_LIMITS.connect_timeout
+    assert services.deliveries.queue_name == bootstrap.deliveries_dlq().name
+    assert services.conversions.queue_name == bootstrap.evaluator_dlq().name
+    # The stream client is built by the first range replayed, not by a command that reads a queue.
+    assert stack.cli("dlq", "list", "--queue", "evaluator").code == 0
+    assert bootstrap.dynamodb_streams_client.cache_info().currsize == 0

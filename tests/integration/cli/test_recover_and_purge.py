@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from functions.core.model import utc_now
-from functions.storage.redrive import DeliveryRedriveRepository
+from functions.storage.deliveries import DeliveryRepository
 from tests.integration.cli.conftest import CliStack
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_stale_dlq_copy_of_a_recovered_delivery_is_dropped_by_redrive(stack: Cli
 
 def test_recover_resumes_a_redrive_abandoned_between_reset_and_send(stack: CliStack) -> None:
     stack.dead_letter("dl_1", in_dlq=False)
-    repository = DeliveryRedriveRepository()
+    repository = DeliveryRepository()
     observed = repository.get("dl_1")
     assert observed is not None
     assert repository.claim(observed, "msg-of-a-crashed-run", utc_now() - timedelta(minutes=10))
@@ -79,7 +79,7 @@ def test_recover_resumes_a_redrive_abandoned_between_reset_and_send(stack: CliSt
 
 def test_recover_leaves_a_redrive_in_progress_alone(stack: CliStack) -> None:
     stack.dead_letter("dl_1", in_dlq=False)
-    repository = DeliveryRedriveRepository()
+    repository = DeliveryRepository()
     observed = repository.get("dl_1")
     assert observed is not None
     assert repository.claim(observed, "msg-of-a-live-run", utc_now())

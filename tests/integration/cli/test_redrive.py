@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from functions.cli import main
+from functions.cli.deliveries import Step, StepHook
+from functions.cli.dlq import RunOptions
 from functions.cli.output import Progress
 from functions.cli.pacing import Pacer
 from functions.core.redrive import DeadLetterFilter
@@ -21,16 +23,19 @@ class Crash(Exception):
     """Stands for the process dying at a step of the redrive."""
 
 
-def crash_at(wanted: str):  # type: ignore[no-untyped-def]
-    def hook(step: str, delivery_id: str) -> None:
+def crash_at(wanted: Step) -> StepHook:
+    def hook(step: Step, delivery_id: str) -> None:
         if step == wanted:
             raise Crash(step)
 
     return hook
 
 
-def quiet() -> Progress:
-    return Progress("test", io.StringIO(), enabled=False)
+def run_everything() -> RunOptions:
+    """No limit, no pacing, not a dry run, no progress line."""
+    return RunOptions(
+        limit=None, pacer=Pacer(None), dry_run=False, progress=Progress("test", io.StringIO(), enabled=False)
+    )
 
 
 def test_filtered_redrive_moves_exactly_the_matching_messages(stack: CliStack) -> None:
@@ -95,9 +100,9 @@ def test_redrive_limit_stops_after_n_selected_messages(stack: CliStack) -> None:
 
 def test_crash_after_reset_before_send_is_completed_by_the_rerun(stack: CliStack) -> None:
     stack.dead_letter("dl_1")
-    services = stack.services(on_step=crash_at("claimed"))
+    services = stack.services(on_step=crash_at(Step.CLAIMED))
     with pytest.raises(Crash):
-        services.deliveries.redrive(DeadLetterFilter(), limit=None, pacer=Pacer(None), dry_run=False, progress=quiet())
+        services.deliveries.redrive(DeadLetterFilter(), run_everything())
     assert stack.record("dl_1").state == "pending"  # reset, not sent, DLQ copy still there
 
     run = stack.cli("dlq", "redrive", "--json")
@@ -111,9 +116,9 @@ def test_crash_after_reset_before_send_is_completed_by_the_rerun(stack: CliStack
 
 def test_crash_after_send_and_mark_before_delete_duplicates_nothing_on_rerun(stack: CliStack) -> None:
     stack.dead_letter("dl_1")
-    services = stack.services(on_step=crash_at("marked"))
+    services = stack.services(on_step=crash_at(Step.MARKED))
     with pytest.raises(Crash):
-        services.deliveries.redrive(DeadLetterFilter(), limit=None, pacer=Pacer(None), dry_run=False, progress=quiet())
+        services.deliveries.redrive(DeadLetterFilter(), run_everything())
 
     run = stack.cli("dlq", "redrive", "--json")
 
@@ -126,9 +131,9 @@ def test_crash_after_send_and_mark_before_delete_duplicates_nothing_on_rerun(sta
 
 def test_crash_right_after_send_is_finished_without_a_second_send_once_the_sender_took_it(stack: CliStack) -> None:
     stack.dead_letter("dl_1")
-    services = stack.services(on_step=crash_at("sent"))
+    services = stack.services(on_step=crash_at(Step.SENT))
     with pytest.raises(Crash):
-        services.deliveries.redrive(DeadLetterFilter(), limit=None, pacer=Pacer(None), dry_run=False, progress=quiet())
+        services.deliveries.redrive(DeadLetterFilter(), run_everything())
     # The sender picked the message up and leased the delivery before the re-run.
     record = stack.record("dl_1")
     record.update(actions=[type(record).state.set("in_flight")])
@@ -143,9 +148,9 @@ def test_crash_right_after_send_is_finished_without_a_second_send_once_the_sende
 
 def test_crash_right_after_send_before_the_sender_saw_it_sends_at_most_once_more(stack: CliStack) -> None:
     stack.dead_letter("dl_1")
-    services = stack.services(on_step=crash_at("sent"))
+    services = stack.services(on_step=crash_at(Step.SENT))
     with pytest.raises(Crash):
-        services.deliveries.redrive(DeadLetterFilter(), limit=None, pacer=Pacer(None), dry_run=False, progress=quiet())
+        services.deliveries.redrive(DeadLetterFilter(), run_everything())
 
     assert stack.cli("dlq", "redrive").code == 0
     assert stack.cli("dlq", "redrive").code == 0
@@ -185,9 +190,7 @@ def test_two_concurrent_redrives_put_each_delivery_on_the_main_queue_once(stack:
     def redrive() -> None:
         try:
             services = stack.services()
-            services.deliveries.redrive(
-                DeadLetterFilter(), limit=None, pacer=Pacer(None), dry_run=False, progress=quiet()
-            )
+            services.deliveries.redrive(DeadLetterFilter(), run_everything())
         except BaseException as error:  # surfaced by the assertion below
             errors.append(error)
 

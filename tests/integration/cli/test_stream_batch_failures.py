@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from functions.cli import main
-from functions.cli.conversions import ConversionDeadLetters, StreamHandler, load_evaluator_handler
+from functions.cli.conversions import ConversionDeadLetters, load_evaluator_handler
 from functions.core.model import delivery_id_for
+from functions.invocation import Handler
 from functions.storage.models import DeliveryModel
 from functions.storage.queues import Queue
 from tests.integration.cli.conftest import CliStack, ConversionsStream, Run, add_postback
 from tests.support.conversions import conversion
-
-pytest.importorskip("functions.evaluator.handler")
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("evaluator")]
 
@@ -38,12 +37,13 @@ def delivered_conversions() -> list[str]:
     return sorted(item.conversion_id for item in DeliveryModel.scan())
 
 
-def run_with(stack: CliStack, argv: list[str], handler_loader: Callable[[], StreamHandler], batch_size: int) -> Run:
+def run_with(stack: CliStack, argv: list[str], handler_loader: Callable[[], Handler], batch_size: int) -> Run:
     services = stack.services()
     services.conversions = ConversionDeadLetters(
         Queue(stack.evaluator_dlq_url, stack.sqs),
         stream_arn="arn:test",
         region="us-east-1",
+        streams=stack.stream_reader(),
         wait_seconds=0,
         handler_loader=handler_loader,
         replay_batch_size=batch_size,
@@ -177,7 +177,7 @@ def test_the_range_is_fed_in_order_in_batches(stack: CliStack) -> None:
     stack.stream_batch_failure(stream.batch_failure(records[0], records[3], batch_size=4))
     events: list[list[str]] = []
 
-    def loader() -> StreamHandler:
+    def loader() -> Handler:
         real = load_evaluator_handler()
 
         def handler(event: dict[str, Any], context: Any) -> Any:
@@ -204,7 +204,7 @@ def test_a_record_the_evaluator_reports_failed_stops_the_range_and_keeps_the_mes
     stack.stream_batch_failure(stream.batch_failure(records[0], records[3], batch_size=4))
     calls: list[int] = []
 
-    def loader() -> StreamHandler:
+    def loader() -> Handler:
         def handler(event: dict[str, Any], context: Any) -> Any:
             calls.append(len(event["Records"]))
             second = event["Records"][1]["dynamodb"]["SequenceNumber"]

@@ -16,11 +16,11 @@ from moto import mock_aws
 from functions import bootstrap
 from functions.core.model import Postback
 from functions.evaluator.handler import on_conversion_change
-from functions.evaluator.service import ConversionEvaluator, build_evaluator
+from functions.evaluator.service import ConversionEvaluator
 from functions.settings import Settings, load_settings
 from functions.storage.models import DeliveryModel, PostbackModel
 from functions.storage.postbacks import new_item
-from tests.support.aws_calls import on_every_aws_call
+from tests.support.aws_calls import AwsCallLog
 from tests.support.streams import stream_event
 
 
@@ -103,33 +103,38 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         PostbackModel.create_table(billing_mode="PAY_PER_REQUEST")
         DeliveryModel.create_table(billing_mode="PAY_PER_REQUEST")
         defaults = load_settings()
-        sqs = boto3.client("sqs", region_name=defaults.region)
-        deliveries_queue_url = sqs.create_queue(QueueName=defaults.deliveries_queue)["QueueUrl"]
-        dlq_url = sqs.create_queue(QueueName=defaults.evaluator_dlq)["QueueUrl"]
+        admin_sqs = boto3.client("sqs", region_name=defaults.region)
+        deliveries_queue_url = admin_sqs.create_queue(QueueName=defaults.deliveries_queue)["QueueUrl"]
+        dlq_url = admin_sqs.create_queue(QueueName=defaults.evaluator_dlq)["QueueUrl"]
         # Queues given by URL (as settings allow): no GetQueueUrl in the requests a test counts.
         settings = replace(defaults, deliveries_queue=deliveries_queue_url, evaluator_dlq=dlq_url)
+        bootstrap.reset(settings)
         rules_clock, wall_clock = Clock(), WallClock()
-        evaluator = build_evaluator(settings, sqs_client=sqs, rules_clock=rules_clock, rules_wall_clock=wall_clock)
-        # The composition root hands the handler this evaluator (clients bound to this mock).
+        # The real wiring (clients bound to this mock), with clocks the tests move.
+        evaluator = bootstrap.build_conversion_evaluator(rules_clock=rules_clock, rules_wall_clock=wall_clock)
         monkeypatch.setattr(bootstrap, "conversion_evaluator", lambda: evaluator)
         try:
-            yield Stack(settings, sqs, deliveries_queue_url, dlq_url, rules_clock, evaluator, wall_clock=wall_clock)
+            yield Stack(
+                settings,
+                bootstrap.sqs_client(),
+                deliveries_queue_url,
+                dlq_url,
+                rules_clock,
+                evaluator,
+                wall_clock=wall_clock,
+            )
         finally:
             _reset_connections()
+            bootstrap.reset()
 
 
 @pytest.fixture
 def counted(stack: Stack) -> Iterator[Callable[[], Counter[str]]]:
     """Count every AWS call of the clients the evaluator uses, after the set-up of the test."""
-    calls: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        calls.append(model.name)
+    log = AwsCallLog()
 
     def snapshot() -> Counter[str]:
-        counts = Counter(calls)
-        calls.clear()
-        return counts
+        return Counter(request.operation for request in log.clear())
 
-    with on_every_aws_call(record, stack.sqs):
+    with log.watching(stack.sqs):
         yield snapshot

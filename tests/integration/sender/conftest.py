@@ -2,10 +2,10 @@
 
 `receiver` is a threaded HTTP server that answers with a scripted sequence of responses (the last
 one repeats) and records every request it got. `stack` creates the tables and queues from the
-infrastructure template inside `mock_aws`, installs a sender built from test settings (loopback
-allowed, tiny retry base, short timeouts), and drives the real `on_delivery_message` handler with
-Lambda-shaped events built from messages actually received from the moto queue. Like Lambda, it
-deletes the messages the handler reports as successes.
+infrastructure template inside `mock_aws`, wires the real sender through the composition root from
+test settings (loopback allowed, tiny retry base, short timeouts), and drives the real
+`on_delivery_message` handler with Lambda-shaped events built from messages actually received from
+the moto queue. Like Lambda, it deletes the messages the handler reports as successes.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
+from functions import bootstrap
 from functions.core.messages import delivery_message
 from functions.core.model import DeliveryState, delivery_id_for, format_timestamp
 from functions.sender.handler import on_delivery_message
-from functions.sender.service import build_delivery_sender, set_delivery_sender
 from functions.settings import Settings, parse_private_targets
 from functions.storage.models import DeliveryModel, PostbackModel
 from functions.storage.postbacks import new_item
 from infrastructure.resources import create_all
-from tests.support.aws_calls import on_every_aws_call
+from tests.support.aws_calls import AwsCallLog
 from tests.support.conversions import postback
 
 REGION = "us-east-1"
@@ -140,22 +140,25 @@ def sender_settings(**overrides: Any) -> Settings:
 
 class Stack:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        resources = create_all(dynamodb, self.sqs, settings, conversions=False)
+        self.visibility_requests: list[int] = []
+        self.use(settings)
+        resources = create_all(boto3.client("dynamodb", region_name=REGION), self.sqs, settings, conversions=False)
         self.queue_url = resources.queue_urls["DeliveriesQueue"]
         self.dlq_url = resources.queue_urls["DeliveriesDeadLetterQueue"]
-        self.visibility_requests: list[int] = []
-        self.sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", self._capture)
-        self.use(settings)
 
     def _capture(self, params: dict[str, Any], **_: Any) -> None:
         self.visibility_requests.append(int(params["VisibilityTimeout"]))
 
     def use(self, settings: Settings) -> None:
+        """Wire the real sender from `settings` (the composition root, built on the next invocation).
+
+        `sqs` is the sender's own SQS client (the harness plays Lambda's part with it too), so the
+        visibility changes it requests are captured.
+        """
         self.settings = settings
-        set_delivery_sender(build_delivery_sender(settings, sqs_client=self.sqs))
+        bootstrap.reset(settings)
+        self.sqs = bootstrap.sqs_client()
+        self.sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", self._capture)
 
     # Seeding.
 
@@ -300,7 +303,7 @@ def atomic_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
 def stack(atomic_moto_writes: None) -> Iterator[Stack]:
     with mock_aws():
         yield Stack(sender_settings())
-    set_delivery_sender(None)
+    bootstrap.reset()
 
 
 AwsCall = tuple[str, str]  # (operation, table or queue), e.g. ("UpdateItem", "postback-deliveries")
@@ -308,32 +311,16 @@ AwsCall = tuple[str, str]  # (operation, table or queue), e.g. ("UpdateItem", "p
 
 @pytest.fixture
 def aws_calls(stack: Stack) -> Iterator[Callable[[], Counter[AwsCall]]]:
-    """Count the AWS calls of the sender's clients (before-call hooks); each snapshot clears the count.
+    """Count the AWS calls of the sender's clients (botocore hooks); each snapshot clears the count.
 
     The harness's own DeleteMessage calls (Lambda's part: deleting the successes) are left out.
     """
-    calls: list[AwsCall] = []
-    lock = threading.Lock()
-
-    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
-        body = params.get("body") or b"{}"
-        request = json.loads(body) if model.metadata.get("protocol") == "json" else {}
-        target = (
-            request.get("TableName")
-            or ",".join(sorted(request.get("RequestItems", {})))
-            or str(request.get("QueueUrl", "")).rsplit("/", 1)[-1]
-        )
-        if model.name != "DeleteMessage":
-            with lock:
-                calls.append((model.name, str(target)))
+    log = AwsCallLog()
 
     def snapshot() -> Counter[AwsCall]:
-        with lock:
-            counts = Counter(calls)
-            calls.clear()
-        return counts
+        return Counter((r.operation, r.target) for r in log.clear() if r.operation != "DeleteMessage")
 
-    with on_every_aws_call(record, stack.sqs):
+    with log.watching(stack.sqs):
         yield snapshot
 
 

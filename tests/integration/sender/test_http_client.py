@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from functions import __version__
 from functions.core.egress import EgressPolicy
-from functions.sender.http_client import HttpErrorCode, PinnedHttpClient
+from functions.egress_http import HttpErrorCode, PinnedHttpClient
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ import boto3
 import pytest
 
 from functions.core.model import DeliveryState
-from functions.storage.models import DEAD_LETTER_PARTITION, DeliveryModel
+from functions.core.redrive import DEAD_PARTITION
+from functions.storage.models import DeliveryModel
 
 from .conftest import Reply, Stack, sender_settings
 
@@ -82,7 +83,7 @@ def test_always_500_is_dead_lettered_with_its_history_after_the_last_attempt(sta
     record = stack.record(delivery_id)
     assert record.state == DeliveryState.DEAD_LETTERED
     assert record.reason == "retries_exhausted"
-    assert record.dead_letter_partition == DEAD_LETTER_PARTITION
+    assert record.dead_letter_partition == DEAD_PARTITION
     assert record.dead_lettered_at is not None
     [dead] = stack.dead_letters()
     assert dead["delivery_id"] == delivery_id

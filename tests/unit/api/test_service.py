@@ -16,6 +16,7 @@ from functions.api.service import (
     Principal,
     Role,
 )
+from functions.core.egress import EgressPolicy
 from functions.core.model import Postback
 from functions.core.validation import ValidationFailed
 from functions.settings import Settings
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.unit
 ADMIN = Principal("root", Role.ADMIN, None)
 AFF_A = Principal("a", Role.AFFILIATE, "aff-a")
 AFF_B = Principal("b", Role.AFFILIATE, "aff-b")
+# The default settings' guard: public targets on the default ports.
+EGRESS = EgressPolicy(allowed_ports=Settings().allowed_ports)
 BODY = {
     "conversion_types": ["sale"],
     "conversion_statuses": ["approved"],
@@ -97,7 +100,9 @@ def store() -> InMemoryPostbacks:
 @pytest.fixture
 def service(store: InMemoryPostbacks) -> PostbackService:
     counter = iter(range(1_000_000))
-    return PostbackService(store, Settings(max_postbacks_per_affiliate=2), Clock(), lambda: f"pb_{next(counter):04d}")
+    return PostbackService(
+        store, Settings(max_postbacks_per_affiliate=2), Clock(), lambda: f"pb_{next(counter):04d}", egress=EGRESS
+    )
 
 
 def test_create_uses_defaults_and_the_injected_clock(service: PostbackService) -> None:
@@ -161,7 +166,7 @@ def test_update_of_a_postback_deleted_meanwhile_is_not_found(
     racing = DeletingStore()
     racing.items = dict(store.items)
     with pytest.raises(PostbackNotFound):
-        PostbackService(racing, Settings()).update(AFF_A, created.id, {"enabled": False}, None)
+        PostbackService(racing, Settings(), egress=EGRESS).update(AFF_A, created.id, {"enabled": False}, None)
 
 
 def test_update_changes_updated_at_every_time(service: PostbackService) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cost import LambdaFunctionLoad, Prices, Workload, cost_per_million, format_breakdown, sqs_request_chunks
+from bench.cost import LambdaFunctionLoad, Prices, Workload, cost_per_million, format_breakdown
 
 pytestmark = pytest.mark.unit
 
@@ -59,12 +59,6 @@ def test_each_function_gets_its_own_lines() -> None:
     items = [line.item for line in cost_per_million(workload, Prices()).lines]
     assert "Lambda sender requests" in items
     assert "Lambda evaluator requests" in items
-
-
-def test_sqs_bills_each_started_64_kib_chunk() -> None:
-    assert sqs_request_chunks(10, 300) == 10
-    assert sqs_request_chunks(10, 65_536) == 10
-    assert sqs_request_chunks(10, 65_537) == 20
 
 
 def test_printed_breakdown_states_the_prices_and_their_date() -> None:

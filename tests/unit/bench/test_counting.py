@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.counting import RequestCounter, TableKeys, Usage, attribute_value_size, item_size, read_units, write_units
+from tests.support.aws_calls import AwsRequest
 
 pytestmark = pytest.mark.unit
 
@@ -40,21 +41,10 @@ def test_eventually_consistent_reads_cost_half() -> None:
     assert read_units(4097, consistent=True) == 2.0
 
 
-class _Operation:
-    def __init__(self, name: str, service: str = "dynamodb") -> None:
-        self.name = name
-
-        class _Service:
-            service_name = service
-
-        self.service_model = _Service()
-
-
 def test_a_put_is_billed_on_the_table_and_every_index_the_item_belongs_to() -> None:
     counter = RequestCounter({"t": TableKeys(("id",), (("gsi_a",), ("gsi_b", "sort")))})
     item = {"id": {"S": "1"}, "gsi_a": {"S": "x"}}
-    counter._before_call(_Operation("PutItem"), {})
-    counter._before_parameter_build(_Operation("PutItem"), {"TableName": "t", "Item": item}, {})
+    counter.record(AwsRequest("dynamodb", "PutItem", {"TableName": "t", "Item": item}))
     assert counter.usage.write_units["t"] == 2
     assert counter.usage.requests[("dynamodb", "PutItem")] == 1
 
@@ -62,29 +52,38 @@ def test_a_put_is_billed_on_the_table_and_every_index_the_item_belongs_to() -> N
 def test_an_update_is_billed_at_the_size_of_the_item_last_put() -> None:
     counter = RequestCounter({"t": TableKeys(("id",))})
     big = {"id": {"S": "1"}, "blob": {"S": "x" * 3000}}
-    counter._before_parameter_build(_Operation("PutItem"), {"TableName": "t", "Item": big}, {})
-    counter._before_parameter_build(
-        _Operation("UpdateItem"),
-        {"TableName": "t", "Key": {"id": {"S": "1"}}, "ExpressionAttributeValues": {":v": {"S": "y"}}},
-        {},
-    )
+    counter.record(AwsRequest("dynamodb", "PutItem", {"TableName": "t", "Item": big}))
+    update = {"TableName": "t", "Key": {"id": {"S": "1"}}, "ExpressionAttributeValues": {":v": {"S": "y"}}}
+    counter.record(AwsRequest("dynamodb", "UpdateItem", update))
     assert counter.usage.write_units["t"] == 3 + 3
 
 
 def test_a_query_is_billed_on_the_bytes_it_returns() -> None:
     counter = RequestCounter()
-    context: dict[str, object] = {}
-    counter._before_parameter_build(_Operation("Query"), {"TableName": "t"}, context)
     items = [{"blob": {"S": "x" * 3000}} for _ in range(3)]
-    counter._after_call(_Operation("Query"), {"Items": items}, context)
+    counter.responded(AwsRequest("dynamodb", "Query", {"TableName": "t"}, response={"Items": items}))
     assert counter.usage.read_units["t"] == 1.5
 
 
-def test_nothing_is_counted_while_disabled() -> None:
+class _Model:
+    """The parts of a botocore operation model the hooks read."""
+
+    def __init__(self, name: str, service: str) -> None:
+        self.name = name
+        self.service_model = type("ServiceModel", (), {"service_name": service})()
+
+
+def test_nothing_is_counted_while_disabled_or_paused() -> None:
     counter = RequestCounter()
+    call = _Model("SendMessageBatch", "sqs")
     counter.enabled = False
-    counter._before_call(_Operation("SendMessageBatch", "sqs"), {})
+    counter._before_call(model=call, context={})
+    counter.enabled = True
+    with counter.paused():
+        counter._before_call(model=call, context={})
     assert counter.usage.total() == 0
+    counter._before_call(model=call, context={})
+    assert counter.usage.total() == 1
 
 
 def test_usage_difference_keeps_only_what_happened_in_between() -> None:

@@ -69,18 +69,6 @@ def test_zipf_with_exponent_zero_is_uniform() -> None:
     assert sampler.probabilities == pytest.approx((0.25, 0.25, 0.25, 0.25))
 
 
-def test_expected_distinct_matches_a_simulation() -> None:
-    sampler = ZipfSampler(1000, 1.1, random.Random(5))
-    simulated = [len({sampler.draw() for _ in range(100)}) for _ in range(300)]
-    assert sum(simulated) / len(simulated) == pytest.approx(sampler.expected_distinct(100), rel=0.03)
-
-
-def test_expected_distinct_never_exceeds_draws_or_ranks() -> None:
-    sampler = ZipfSampler(50, 1.1, random.Random(6))
-    assert sampler.expected_distinct(1) == pytest.approx(1.0)
-    assert sampler.expected_distinct(10_000_000) == pytest.approx(50.0)
-
-
 def test_zipf_needs_a_rank() -> None:
     with pytest.raises(ValueError):
         ZipfSampler(0, 1.1, random.Random(7))

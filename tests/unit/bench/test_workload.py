@@ -13,7 +13,6 @@ from bench.workload import (
     RecordGenerator,
     all_postbacks,
     floor_for_batch,
-    naive_for_batch,
     postbacks_of,
 )
 from functions.core.model import Scope
@@ -76,8 +75,3 @@ def test_affiliates_are_skewed_towards_the_first_ranks() -> None:
 def test_floor_has_one_query_per_affiliate_one_write_per_delivery_and_a_send_per_ten() -> None:
     floor = floor_for_batch(distinct_affiliates=40, deliveries=31)
     assert (floor.queries, floor.writes, floor.sends, floor.total) == (40, 31, 4, 75)
-
-
-def test_naive_design_queries_per_record_and_sends_per_delivery() -> None:
-    naive = naive_for_batch(records=100, deliveries=31)
-    assert (naive.queries, naive.writes, naive.sends) == (100, 31, 31)

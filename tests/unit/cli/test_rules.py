@@ -9,20 +9,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from functions.cli.conversions import lambda_stream_event
+from functions.cli.dlq import Result
+from functions.cli.dlq_messages import parse_conversion_dead_letter, parse_delivery_dead_letter
 from functions.cli.output import format_age, render_table
 from functions.cli.pacing import Pacer, RateArgumentError, parse_rate
 from functions.cli.timeargs import TimeArgumentError, parse_time
 from functions.core.messages import dead_letter_attributes, dead_letter_message, delivery_message
 from functions.core.model import Attempt, Delivery, DeliveryState
 from functions.core.redrive import (
+    DEAD_PARTITION,
     REDRIVING_PARTITION,
     Action,
     DeadLetterFilter,
     MessageKind,
     decide_for_message,
     decide_for_record,
-    parse_conversion_dead_letter,
-    parse_delivery_dead_letter,
 )
 
 pytestmark = pytest.mark.unit
@@ -69,7 +70,7 @@ def record(**overrides: object) -> Delivery:
         cycle_attempts=2,
         redrive_count=0,
         redrive_token=None,
-        dead_letter_partition="dead",
+        dead_letter_partition=DEAD_PARTITION,
         dead_lettered_at="2026-11-24T11:00:00.000000Z",
         lease_expires_at=None,
         enqueued_at=None,
@@ -187,7 +188,7 @@ def test_copy_of_a_delivery_someone_else_brought_back_is_dropped() -> None:
 
 def test_delivery_dead_lettered_again_after_an_earlier_redrive_is_claimed_again() -> None:
     again = record(
-        state=DeliveryState.DEAD_LETTERED, redrive_token="m-old", dead_letter_partition="dead", redrive_count=1
+        state=DeliveryState.DEAD_LETTERED, redrive_token="m-old", dead_letter_partition=DEAD_PARTITION, redrive_count=1
     )
     assert decide_for_message(dead_letter_entry("m-new"), again, NOW.timestamp()).action is Action.CLAIM
 
@@ -245,8 +246,24 @@ def test_replay_event_is_lambda_shaped() -> None:
     (replayed,) = event["Records"]
     assert replayed["eventSourceARN"] == "arn:default"
     assert replayed["eventSource"] == "aws:dynamodb"
-    assert isinstance(replayed["dynamodb"]["ApproximateCreationDateTime"], float)
+    assert replayed["dynamodb"]["ApproximateCreationDateTime"] == datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp()
     assert replayed["dynamodb"]["SequenceNumber"] == "replay-m-1"
+    assert replayed["eventID"] == "e-1"
+    assert entry.record is not None and entry.record["dynamodb"]["ApproximateCreationDateTime"] == (
+        "2026-11-24T10:00:00Z"
+    ), "the message's record is not changed"
+
+
+def test_replay_event_of_a_bare_record_takes_what_it_lacks_from_the_message() -> None:
+    body = {"reason": "x", "sequence_number": "77", "record": {"eventName": "INSERT"}}
+    entry = parse_conversion_dead_letter("m-2", json.dumps(body), {"SentTimestamp": "1795000000000"})
+    (replayed,) = lambda_stream_event(entry, "arn:default", "eu-west-1")["Records"]
+    assert (replayed["eventID"], replayed["awsRegion"]) == ("replay-m-2", "eu-west-1")
+    assert replayed["dynamodb"] == {"ApproximateCreationDateTime": 1795000000.0, "SequenceNumber": "77"}
+
+
+def test_every_redrive_decision_has_a_dry_run_result() -> None:
+    assert {Result.would(action).value for action in Action} == {f"would_{action.value}" for action in Action}
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.cli.dlq import Outcome, RedriveReport
-from functions.core.redrive import (
-    ConversionMessageKind,
-    DeadLetterFilter,
-    lambda_stream_record,
-    parse_conversion_dead_letter,
-)
-from functions.storage.redrive import StreamRangeReader, StreamRangeUnavailable
+from functions.cli.dlq import Outcome, RedriveReport, Result
+from functions.cli.dlq_messages import ConversionMessageKind, parse_conversion_dead_letter
+from functions.core.redrive import DeadLetterFilter
+from functions.invocation import lambda_stream_record
+from functions.storage.streams import StreamRangeReader, StreamRangeUnavailable
 
 pytestmark = pytest.mark.unit
 
@@ -141,7 +138,7 @@ class FakeStreams:
 
 def test_the_reader_starts_at_the_start_and_stops_past_the_end() -> None:
     fake = FakeStreams([[10, 11], [], [12, 13, 14]])
-    records = StreamRangeReader(fake).read(ARN, SHARD, "10", "13")
+    records = StreamRangeReader(lambda: fake).read(ARN, SHARD, "10", "13")
     assert [r["dynamodb"]["SequenceNumber"] for r in records] == ["10", "11", "12", "13"]
     assert fake.iterator_requests == [
         {"StreamArn": ARN, "ShardId": SHARD, "ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": "10"}
@@ -151,7 +148,7 @@ def test_the_reader_starts_at_the_start_and_stops_past_the_end() -> None:
 
 def test_the_reader_stops_when_the_shard_has_no_more_records() -> None:
     fake = FakeStreams([[10, 11]])
-    records = StreamRangeReader(fake, max_empty_pages=3).read(ARN, SHARD, "10", "20")
+    records = StreamRangeReader(lambda: fake, max_empty_pages=3).read(ARN, SHARD, "10", "20")
     assert len(records) == 2
     assert fake.reads == 4  # one page, then three empty ones
 
@@ -162,21 +159,25 @@ def test_the_reader_stops_when_the_shard_has_no_more_records() -> None:
 @pytest.mark.parametrize("operation", ["get_shard_iterator", "get_records"])
 def test_a_trimmed_or_gone_range_is_unavailable(code: str, operation: str) -> None:
     with pytest.raises(StreamRangeUnavailable, match=code):
-        StreamRangeReader(FakeStreams([[10]], error=code, error_on=operation)).read(ARN, SHARD, "10", "10")
+        StreamRangeReader(lambda: FakeStreams([[10]], error=code, error_on=operation)).read(ARN, SHARD, "10", "10")
 
 
 def test_other_aws_errors_propagate() -> None:
     with pytest.raises(ClientError):
-        StreamRangeReader(FakeStreams([[10]], error="AccessDeniedException")).read(ARN, SHARD, "10", "10")
+        StreamRangeReader(lambda: FakeStreams([[10]], error="AccessDeniedException")).read(ARN, SHARD, "10", "10")
 
 
 @pytest.mark.parametrize("pages", [[], [[12, 13]]])
 def test_a_range_whose_first_record_is_not_returned_is_unavailable(pages: list[list[int]]) -> None:
     with pytest.raises(StreamRangeUnavailable):
-        StreamRangeReader(FakeStreams(pages)).read(ARN, SHARD, "10", "13")
+        StreamRangeReader(lambda: FakeStreams(pages)).read(ARN, SHARD, "10", "13")
 
 
 def test_a_not_replayable_range_makes_the_run_partial() -> None:
-    report = RedriveReport(dry_run=False, outcomes=[Outcome("1..2", "m-1", "not_replayable", "gone")])
+    report = RedriveReport(dry_run=False, outcomes=[Outcome("1..2", "m-1", Result.NOT_REPLAYABLE, "gone")])
     assert report.incomplete and report.not_replayable == 1
-    assert not RedriveReport(dry_run=False, outcomes=[Outcome("1..2", "m-1", "left_in_dlq", "copy")]).incomplete
+    assert not RedriveReport(dry_run=False, outcomes=[Outcome("1..2", "m-1", Result.LEFT_IN_DLQ, "copy")]).incomplete
+    assert report.as_dict()["counts"] == {"not_replayable": 1}
+    assert report.as_dict()["outcomes"] == [
+        {"item_id": "1..2", "message_id": "m-1", "result": "not_replayable", "why": "gone"}
+    ]

@@ -13,7 +13,6 @@ from functions.core.egress import (
     port_allowed,
     url_problems,
 )
-from functions.settings import load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -224,12 +223,3 @@ def test_port_rule_is_the_same_at_send_time() -> None:
     assert port_allowed(22, IPv4Address("127.0.0.1"), LOOPBACK)
     assert not port_allowed(22, None, LOOPBACK)
 
-
-def test_policy_from_settings_uses_the_configured_ranges_and_ports() -> None:
-    settings = load_settings(
-        {"POSTBACKS_ALLOW_PRIVATE_TARGETS": "1", "POSTBACKS_ALLOWED_PORTS": "443", "POSTBACKS_STAGE": "test"}
-    )
-    policy = EgressPolicy.from_settings(settings)
-    assert policy.allowed_ports == frozenset({443})
-    assert policy.allows_loopback
-    assert not EgressPolicy.from_settings(load_settings({"POSTBACKS_STAGE": "test"})).allow_private

@@ -8,14 +8,12 @@ from typing import Any
 
 import pytest
 
-from functions.core.matching import PlannedDelivery
 from functions.core.model import Postback, Scope, delivery_id_for
 from functions.evaluator.rules_cache import RulesCache
 from functions.evaluator.service import ConversionEvaluator
-from functions.storage.deliveries import CreateOutcome
 from functions.storage.postbacks import RulesVersion
-from functions.storage.queues import OutgoingMessage, QueueSendError
 from tests.support.conversions import conversion, postback
+from tests.support.fakes import InMemoryPlannedDeliveries, InMemoryPostbacks, InMemoryQueue
 from tests.support.streams import StreamBuilder, records_from, sequence_number_of
 
 pytestmark = pytest.mark.unit
@@ -23,65 +21,12 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 
 
-class FakePostbacks:
-    def __init__(self, postbacks: Iterable[Postback]) -> None:
-        self.postbacks = list(postbacks)
-        self.reads: list[str] = []
-        self.failing: set[str] = set()
-
-    def list_for_affiliate(self, affiliate_id: str) -> list[Postback]:
-        self.reads.append(affiliate_id)
-        if affiliate_id in self.failing:
-            raise TimeoutError("query timed out")
-        return [p for p in self.postbacks if p.affiliate_id == affiliate_id]
-
-
-class FakeDeliveries:
-    def __init__(self) -> None:
-        self.items: dict[str, tuple[PlannedDelivery, str]] = {}
-        self.fail_on_write: int | None = None
-        self.writes = 0
-
-    def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome:
-        self.writes += 1
-        if self.fail_on_write == self.writes:
-            raise ConnectionError("throttled")
-        if planned.delivery_id in self.items:
-            state = self.items[planned.delivery_id][1]
-            return CreateOutcome.EXISTS_PENDING if state == "pending" else CreateOutcome.EXISTS_HANDLED
-        self.items[planned.delivery_id] = (planned, "pending")
-        return CreateOutcome.CREATED
-
-
-class FakeQueue:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.batches = 0
-        self.refuse: set[str] = set()
-        self.down = False
-
-    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str:
-        if self.down:
-            raise ConnectionError("sqs unavailable")
-        self.messages.append(body)
-        return str(len(self.messages))
-
-    def send_batch(self, messages: Iterable[OutgoingMessage]) -> None:
-        self.batches += 1
-        batch = list(messages)
-        assert len(batch) <= 10
-        refused = [m.id for m in batch if m.id in self.refuse]
-        self.messages.extend(m.body for m in batch if m.id not in self.refuse)
-        if refused:
-            raise QueueSendError(refused, "InternalError")
-
-
 class World:
     def __init__(self, postbacks: Iterable[Postback]) -> None:
-        self.postbacks = FakePostbacks(postbacks)
-        self.deliveries = FakeDeliveries()
-        self.queue = FakeQueue()
-        self.dlq = FakeQueue()
+        self.postbacks = InMemoryPostbacks(postbacks)
+        self.deliveries = InMemoryPlannedDeliveries()
+        self.queue = InMemoryQueue()
+        self.dlq = InMemoryQueue()
         self.evaluator = ConversionEvaluator(
             postbacks=self.postbacks,
             deliveries=self.deliveries,

@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
+from functions.invocation import LambdaContext, failed_item_identifiers, lambda_stream_record, resolve_handler
 from local.config import LocalConfig, LocalConfigError, apply_environment_defaults
-from local.lambda_runtime import (
-    LambdaContext,
-    LocalFunction,
-    failed_item_identifiers,
-    resolve_handler,
-    sqs_event_record,
-    stream_event_record,
-)
+from local.lambda_runtime import LocalFunction, sqs_event_record
 from local.pollers import QueueMapping, StreamMapping
 
 pytestmark = pytest.mark.unit
@@ -28,11 +22,26 @@ def test_stream_record_gets_the_arn_and_a_numeric_creation_time() -> None:
         "eventName": "MODIFY",
         "dynamodb": {"ApproximateCreationDateTime": created, "SequenceNumber": "42"},
     }
-    record = stream_event_record(raw, "arn:stream")
+    record = lambda_stream_record(raw, "arn:stream", "us-east-1")
     assert record["eventSourceARN"] == "arn:stream"
     assert record["eventSource"] == "aws:dynamodb"
     assert record["dynamodb"]["ApproximateCreationDateTime"] == created.timestamp()
+    assert (record["eventID"], record["eventName"], record["awsRegion"]) == ("e1", "MODIFY", "us-east-1")
     assert isinstance(raw["dynamodb"]["ApproximateCreationDateTime"], datetime), "the input is not modified"
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        datetime(2026, 1, 1),  # naive: UTC
+        1767225600,
+        "1767225600",
+        "2026-01-01T00:00:00Z",
+    ],
+)
+def test_every_form_of_creation_time_becomes_epoch_seconds(created: object) -> None:
+    record = lambda_stream_record({"dynamodb": {"ApproximateCreationDateTime": created}}, "arn:stream", "us-east-1")
+    assert record["dynamodb"]["ApproximateCreationDateTime"] == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
 
 def test_sqs_record_has_the_lambda_field_names() -> None:
@@ -68,9 +77,9 @@ def test_partial_batch_responses_are_read_as_lambda_reads_them(response: object,
 
 
 def test_context_counts_down_from_the_function_timeout() -> None:
-    context = LambdaContext("on_delivery_message", timeout_seconds=30)
+    context = LambdaContext("on_delivery_message", timeout_seconds=30, region="eu-west-1")
     assert 29_000 < context.get_remaining_time_in_millis() <= 30_000
-    assert context.invoked_function_arn.endswith(":function:on_delivery_message")
+    assert context.invoked_function_arn == "arn:aws:lambda:eu-west-1:123456789012:function:on_delivery_message"
     assert context.aws_request_id
 
 

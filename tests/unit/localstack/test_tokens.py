@@ -1,4 +1,4 @@
-"""Local tokens are the HS256 JWTs the API expects (contract §5)."""
+"""Local tokens are the HS256 JWTs the API expects (docs/contract.md §5)."""
 
 from __future__ import annotations
 

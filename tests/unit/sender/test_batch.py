@@ -15,183 +15,66 @@ from typing import Any
 
 import pytest
 
-from functions.core.model import TERMINAL_STATES, Attempt, Delivery, DeliveryState, Postback, Scope, format_timestamp
+from functions.core.model import TERMINAL_STATES, Delivery, DeliveryState, Postback, Scope, format_timestamp
 from functions.core.schedule import RetryPolicy
 from functions.sender.service import DeliverySender, IncomingMessage
-from functions.storage.delivery_attempts import LeaseLost
+from tests.support.fakes import InMemoryDeliveries, InMemoryHealth, InMemoryPostbacks, InMemoryQueue
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
-class FakeDeliveries:
-    """Delivery records in memory, with the lease rules of the real repository."""
+def add(
+    deliveries: InMemoryDeliveries, delivery_id: str, host: str, state: DeliveryState = DeliveryState.PENDING
+) -> None:
+    """A delivery of postback `pb_1` to `host`, in `state`."""
+    deliveries.records[delivery_id] = Delivery(
+        delivery_id=delivery_id,
+        postback_id="pb_1",
+        affiliate_id="aff-1",
+        conversion_id=f"c-{delivery_id}",
+        conversion_status="approved",
+        url=f"https://{host}/cb?d={delivery_id}",
+        target_host=host,
+        state=state,
+        created_at=format_timestamp(NOW),
+        updated_at=format_timestamp(NOW),
+    )
 
-    def __init__(self) -> None:
-        self.records: dict[str, Delivery] = {}
-        self.calls: Counter[str] = Counter()
-        self.events: list[str] = []  # "lease <id>", in order
-        self._lock = threading.Lock()
 
-    def add(self, delivery_id: str, host: str, state: DeliveryState = DeliveryState.PENDING) -> None:
-        self.records[delivery_id] = Delivery(
-            delivery_id=delivery_id,
-            postback_id="pb_1",
-            affiliate_id="aff-1",
-            conversion_id=f"c-{delivery_id}",
-            conversion_status="approved",
-            url=f"https://{host}/cb?d={delivery_id}",
-            target_host=host,
-            state=state,
-            created_at=format_timestamp(NOW),
-            updated_at=format_timestamp(NOW),
-        )
-
-    def get(self, delivery_id: str) -> Delivery | None:
-        self.calls["get"] += 1
-        return self.records.get(delivery_id)
-
-    def acquire_lease(
-        self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> Delivery | None:
-        with self._lock:
-            self.calls["acquire_lease"] += 1
-            self.events.append(f"lease {delivery_id}")
-            record = self.records.get(delivery_id)
-            if record is None or record.state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
-                return None
-            if record.next_attempt_at is not None and record.next_attempt_at > format_timestamp(due_by):
-                return None
-            self.lease_seconds = lease_seconds
-            record = dataclasses.replace(record, state=DeliveryState.IN_FLIGHT, lease_owner=owner)
-            self.records[delivery_id] = record
-            return record
-
-    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None:
-        with self._lock:
-            self.calls["release_lease"] += 1
-            record = self.records[delivery_id]
-            if record.lease_owner != owner:
-                return None
-            record = dataclasses.replace(record, state=state, lease_owner=None)
-            self.records[delivery_id] = record
-            return record
-
-    def _finish(self, delivery_id: str, owner: str, **changes: Any) -> Delivery:
-        with self._lock:
-            self.calls["finish"] += 1
-            record = self.records[delivery_id]
-            if record.lease_owner != owner:
-                raise LeaseLost(delivery_id)
-            attempt = changes.pop("attempt", None)
-            attempts = record.attempts + ((attempt,) if attempt else ())
-            record = dataclasses.replace(
-                record,
-                lease_owner=None,
-                attempts=attempts,
-                cycle_attempts=record.cycle_attempts + (1 if attempt else 0),
-                schedule_started_at=record.schedule_started_at or (attempt.at if attempt else None),
-                **changes,
+def postback_store(
+    enabled: bool = True,
+    *,
+    deleted: frozenset[str] = frozenset(),
+    last_success_at: str | None = None,
+    consecutive_failures: int = 0,
+    events: list[str] | None = None,
+) -> InMemoryPostbacks:
+    """Postbacks `pb_1` and `pb_2` (enabled or not, with this health) unless `deleted`."""
+    return InMemoryPostbacks(
+        [
+            Postback(
+                postback_id,
+                "aff-1",
+                Scope.GLOBAL,
+                (),
+                (),
+                ("sale",),
+                ("approved",),
+                "https://x/",
+                enabled,
+                "",
+                "",
+                1,
+                last_success_at=last_success_at,
+                consecutive_failures=consecutive_failures,
             )
-            self.records[delivery_id] = record
-            return record
-
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
-        return self._finish(delivery_id, owner, state=DeliveryState.CANCELLED, reason=reason)
-
-    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery:
-        return self._finish(delivery_id, owner, state=DeliveryState.DELIVERED, attempt=attempt)
-
-    def record_retry(
-        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
-    ) -> Delivery:
-        return self._finish(
-            delivery_id,
-            owner,
-            state=DeliveryState.RETRYING,
-            attempt=attempt,
-            next_attempt_at=format_timestamp(next_attempt_at),
-        )
-
-    def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
-    ) -> Delivery:
-        return self._finish(
-            delivery_id,
-            owner,
-            state=DeliveryState.DEAD_LETTERED,
-            attempt=attempt,
-            reason=reason,
-            dead_lettered_at=format_timestamp(now),
-        )
-
-
-class FakePostbacks:
-    """Postbacks that exist (enabled or not) unless `deleted`; every read is recorded, with the leases."""
-
-    def __init__(
-        self,
-        enabled: bool = True,
-        *,
-        deleted: frozenset[str] = frozenset(),
-        last_success_at: str | None = None,
-        consecutive_failures: int = 0,
-        events: list[str] | None = None,
-    ) -> None:
-        self.enabled = enabled
-        self.deleted = deleted
-        self.last_success_at = last_success_at
-        self.consecutive_failures = consecutive_failures
-        self.calls: Counter[str] = Counter()
-        self.batch_reads: list[list[str]] = []
-        self.events = events if events is not None else []
-
-    def _postback(self, postback_id: str) -> Postback | None:
-        if postback_id in self.deleted:
-            return None
-        return Postback(
-            postback_id,
-            "aff-1",
-            Scope.GLOBAL,
-            (),
-            (),
-            ("sale",),
-            ("approved",),
-            "https://x/",
-            self.enabled,
-            "",
-            "",
-            1,
-            last_success_at=self.last_success_at,
-            consecutive_failures=self.consecutive_failures,
-        )
-
-    def get(self, postback_id: str) -> Postback | None:
-        self.calls["get"] += 1
-        self.events.append(f"postback {postback_id}")
-        return self._postback(postback_id)
-
-    def get_many(self, postback_ids: list[str]) -> dict[str, Postback]:
-        self.calls["get_many"] += 1
-        self.batch_reads.append(list(postback_ids))
-        self.events.append("postbacks " + ",".join(postback_ids))
-        found = {postback_id: self._postback(postback_id) for postback_id in postback_ids}
-        return {postback_id: postback for postback_id, postback in found.items() if postback is not None}
-
-
-@dataclass
-class FakeHealth:
-    successes: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    def record_success(self, postback_id: str, at: datetime) -> bool:
-        self.successes.append(postback_id)
-        return True
-
-    def record_failure(self, postback_id: str, reason: str, at: datetime) -> bool:
-        self.failures.append((postback_id, reason))
-        return True
+            for postback_id in ("pb_1", "pb_2")
+            if postback_id not in deleted
+        ],
+        events=events,
+    )
 
 
 @dataclass(frozen=True)
@@ -240,24 +123,11 @@ class FakeHttp:
         return Outcome(self.status_for.get(host, 200))
 
 
-@dataclass
-class FakeQueue:
-    visibility: list[tuple[str, float]] = field(default_factory=list)
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    def change_visibility(self, receipt_handle: str, seconds: float) -> None:
-        self.visibility.append((receipt_handle, seconds))
-
-    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str:
-        self.sent.append(body)
-        return "m"
-
-
-def sender(deliveries: FakeDeliveries, http: FakeHttp, queue: FakeQueue, **kwargs: Any) -> DeliverySender:
+def sender(deliveries: InMemoryDeliveries, http: FakeHttp, queue: InMemoryQueue, **kwargs: Any) -> DeliverySender:
     options: dict[str, Any] = {
         "deliveries": deliveries,
-        "postbacks": FakePostbacks(),
-        "health": FakeHealth(),
+        "postbacks": postback_store(),
+        "health": InMemoryHealth(),
         "http": http,
         "queue": queue,
         "dead_letters": queue,
@@ -274,13 +144,13 @@ def messages(ids: Iterable[str]) -> list[IncomingMessage]:
 
 
 def test_the_per_host_cap_holds_while_other_hosts_proceed() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     ids = [f"slow{i}" for i in range(6)] + [f"fast{i}" for i in range(3)]
     for i in ids:
-        deliveries.add(i, "slow.example" if i.startswith("slow") else "fast.example")
+        add(deliveries, i, "slow.example" if i.startswith("slow") else "fast.example")
     http = FakeHttp(delay=0.05)
 
-    failed = sender(deliveries, http, FakeQueue(), max_concurrency=10, per_host_concurrency=2).process_batch(
+    failed = sender(deliveries, http, InMemoryQueue(), max_concurrency=10, per_host_concurrency=2).process_batch(
         messages(ids)
     )
 
@@ -291,24 +161,24 @@ def test_the_per_host_cap_holds_while_other_hosts_proceed() -> None:
 
 
 def test_the_gets_of_a_batch_run_concurrently() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     ids = [f"d{i}" for i in range(8)]
     for i in ids:
-        deliveries.add(i, "tracker.example")
+        add(deliveries, i, "tracker.example")
     http = FakeHttp(delay=0.1)
 
-    sender(deliveries, http, FakeQueue(), max_concurrency=8, per_host_concurrency=8).process_batch(messages(ids))
+    sender(deliveries, http, InMemoryQueue(), max_concurrency=8, per_host_concurrency=8).process_batch(messages(ids))
 
     assert http.peak_total == 8
 
 
 def test_a_crash_on_one_message_fails_only_that_message() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     for i in ("a", "b", "c"):
-        deliveries.add(i, "tracker.example")
+        add(deliveries, i, "tracker.example")
     http = FakeHttp(delay=0, explode="d=b")
 
-    failed = sender(deliveries, http, FakeQueue()).process_batch(messages(["a", "b", "c"]))
+    failed = sender(deliveries, http, InMemoryQueue()).process_batch(messages(["a", "b", "c"]))
 
     assert failed == ["m-b"]
     assert deliveries.records["a"].state is DeliveryState.DELIVERED
@@ -317,10 +187,10 @@ def test_a_crash_on_one_message_fails_only_that_message() -> None:
 
 
 def test_no_get_starts_when_the_invocation_is_about_to_time_out() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
     http = FakeHttp(delay=0)
-    queue = FakeQueue()
+    queue = InMemoryQueue()
 
     failed = sender(deliveries, http, queue, request_deadline_seconds=10).process_batch(
         messages(["a"]), remaining_ms=lambda: 12_000
@@ -333,9 +203,9 @@ def test_no_get_starts_when_the_invocation_is_about_to_time_out() -> None:
 
 
 def test_a_retry_hides_the_message_for_the_wait_and_reports_it_failed() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
-    queue = FakeQueue()
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
+    queue = InMemoryQueue()
 
     failed = sender(deliveries, FakeHttp(delay=0, status_for={"tracker.example": 502}), queue).process_batch(
         messages(["a"])
@@ -349,23 +219,23 @@ def test_a_retry_hides_the_message_for_the_wait_and_reports_it_failed() -> None:
 
 
 def test_finished_deliveries_are_acknowledged_without_a_get() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     for number, state in enumerate(sorted(TERMINAL_STATES)):
-        deliveries.add(f"t{number}", "tracker.example", state)
+        add(deliveries, f"t{number}", "tracker.example", state)
     http = FakeHttp(delay=0)
 
-    failed = sender(deliveries, http, FakeQueue()).process_batch(messages(deliveries.records))
+    failed = sender(deliveries, http, InMemoryQueue()).process_batch(messages(deliveries.records))
 
     assert failed == []
     assert http.calls == []
 
 
 def test_a_disabled_postback_cancels_without_a_get() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
     http = FakeHttp(delay=0)
 
-    failed = sender(deliveries, http, FakeQueue(), postbacks=FakePostbacks(enabled=False)).process_batch(
+    failed = sender(deliveries, http, InMemoryQueue(), postbacks=postback_store(enabled=False)).process_batch(
         messages(["a"])
     )
 
@@ -378,17 +248,17 @@ def test_a_disabled_postback_cancels_without_a_get() -> None:
 
 
 def test_a_terminal_answer_dead_letters_with_history_and_flags_health() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
-    queue = FakeQueue()
-    health = FakeHealth()
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
+    queue = InMemoryQueue()
+    health = InMemoryHealth()
 
     failed = sender(
         deliveries, FakeHttp(delay=0, status_for={"tracker.example": 403}), queue, health=health
     ).process_batch(messages(["a"]))
 
     assert failed == []
-    [dead] = queue.sent
+    [dead] = queue.messages
     assert (dead["delivery_id"], dead["reason"], dead["last_status_code"]) == ("a", "http_403", 403)
     assert len(dead["attempts"]) == 1
     assert health.failures == [("pb_1", "http_403")]
@@ -398,15 +268,15 @@ def test_a_terminal_answer_dead_letters_with_history_and_flags_health() -> None:
 
 
 def test_all_leases_come_before_one_batch_read_of_the_postbacks_which_comes_before_any_get() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     ids = [f"d{i}" for i in range(6)]
     for i in ids:
-        deliveries.add(i, "tracker.example")
+        add(deliveries, i, "tracker.example")
     deliveries.records["d5"] = dataclasses.replace(deliveries.records["d5"], postback_id="pb_2")
-    postbacks = FakePostbacks(events=deliveries.events)
+    postbacks = postback_store(events=deliveries.events)
     http = FakeHttp(delay=0, events=deliveries.events)
 
-    failed = sender(deliveries, http, FakeQueue(), postbacks=postbacks).process_batch(messages(ids))
+    failed = sender(deliveries, http, InMemoryQueue(), postbacks=postbacks).process_batch(messages(ids))
 
     assert failed == []
     kinds = [event.split(" ")[0] for event in deliveries.events]
@@ -417,13 +287,13 @@ def test_all_leases_come_before_one_batch_read_of_the_postbacks_which_comes_befo
 
 
 def test_a_postback_deleted_before_the_batch_read_cancels_without_a_get() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
     http = FakeHttp(delay=0)
 
-    failed = sender(deliveries, http, FakeQueue(), postbacks=FakePostbacks(deleted=frozenset({"pb_1"}))).process_batch(
-        messages(["a"])
-    )
+    failed = sender(
+        deliveries, http, InMemoryQueue(), postbacks=postback_store(deleted=frozenset({"pb_1"}))
+    ).process_batch(messages(["a"]))
 
     assert failed == []
     assert http.calls == []
@@ -433,24 +303,24 @@ def test_a_postback_deleted_before_the_batch_read_cancels_without_a_get() -> Non
     )
 
 
-class DisabledAfterTheBatchRead(FakePostbacks):
+class DisabledAfterTheBatchRead(InMemoryPostbacks):
     """The batch read sees the postback enabled; any later read sees it disabled."""
 
     def get(self, postback_id: str) -> Postback | None:
-        self.enabled = False
+        self.postbacks = {key: dataclasses.replace(postback, enabled=False) for key, postback in self.postbacks.items()}
         return super().get(postback_id)
 
 
 def test_a_get_that_waited_past_the_recheck_reads_its_postback_again() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
     http = FakeHttp(delay=0)
-    postbacks = DisabledAfterTheBatchRead()
+    postbacks = DisabledAfterTheBatchRead(postback_store().postbacks.values())
     ticks = iter([0.0, 5.0])  # the batch read at 0 s; the GET would start 5 s later
 
-    failed = sender(deliveries, http, FakeQueue(), postbacks=postbacks, monotonic=lambda: next(ticks)).process_batch(
-        messages(["a"])
-    )
+    failed = sender(
+        deliveries, http, InMemoryQueue(), postbacks=postbacks, monotonic=lambda: next(ticks)
+    ).process_batch(messages(["a"]))
 
     assert failed == []
     assert http.calls == []
@@ -459,13 +329,13 @@ def test_a_get_that_waited_past_the_recheck_reads_its_postback_again() -> None:
 
 
 def test_a_get_right_after_the_batch_read_does_not_read_its_postback_again() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
-    postbacks = DisabledAfterTheBatchRead()
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
+    postbacks = DisabledAfterTheBatchRead(postback_store().postbacks.values())
     ticks = iter([0.0, 0.2])
 
     failed = sender(
-        deliveries, FakeHttp(delay=0), FakeQueue(), postbacks=postbacks, monotonic=lambda: next(ticks)
+        deliveries, FakeHttp(delay=0), InMemoryQueue(), postbacks=postbacks, monotonic=lambda: next(ticks)
     ).process_batch(messages(["a"]))
 
     assert failed == []
@@ -474,22 +344,22 @@ def test_a_get_right_after_the_batch_read_does_not_read_its_postback_again() -> 
 
 
 def test_a_message_for_an_unknown_delivery_goes_to_the_dlq() -> None:
-    deliveries = FakeDeliveries()
-    queue = FakeQueue()
+    deliveries = InMemoryDeliveries()
+    queue = InMemoryQueue()
 
     failed = sender(deliveries, FakeHttp(delay=0), queue).process_batch(messages(["ghost"]))
 
     assert failed == []
-    [dead] = queue.sent
+    [dead] = queue.messages
     assert (dead["reason"], dead["delivery_id"]) == ("unknown_delivery", "ghost")
 
 
 def test_a_delivery_not_yet_due_hides_its_message_for_the_rest_of_the_wait() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example", DeliveryState.RETRYING)
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example", DeliveryState.RETRYING)
     later = format_timestamp(NOW.replace(minute=2))
     deliveries.records["a"] = dataclasses.replace(deliveries.records["a"], next_attempt_at=later)
-    queue = FakeQueue()
+    queue = InMemoryQueue()
     http = FakeHttp(delay=0)
 
     failed = sender(deliveries, http, queue).process_batch(messages(["a"]))
@@ -501,10 +371,10 @@ def test_a_delivery_not_yet_due_hides_its_message_for_the_rest_of_the_wait() -> 
 
 
 def test_a_lease_taken_but_not_used_is_given_back_when_time_runs_out_waiting_for_a_slot() -> None:
-    deliveries = FakeDeliveries()
-    deliveries.add("a", "tracker.example")
-    deliveries.add("b", "tracker.example")
-    queue = FakeQueue()
+    deliveries = InMemoryDeliveries()
+    add(deliveries, "a", "tracker.example")
+    add(deliveries, "b", "tracker.example")
+    queue = InMemoryQueue()
     http = FakeHttp(delay=0.05)
     calls = iter([60_000, 60_000, 60_000])  # two leases and the first GET; then the invocation is nearly over
 
@@ -523,15 +393,15 @@ def test_a_lease_taken_but_not_used_is_given_back_when_time_runs_out_waiting_for
 
 
 def test_the_lease_covers_the_waves_a_host_may_wait_for() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     ids = [f"d{i}" for i in range(5)]
     for i in ids:
-        deliveries.add(i, "tracker.example")
+        add(deliveries, i, "tracker.example")
 
     sender(
         deliveries,
         FakeHttp(delay=0),
-        FakeQueue(),
+        InMemoryQueue(),
         per_host_concurrency=2,
         lease_seconds=30,
         request_deadline_seconds=10,
@@ -553,14 +423,14 @@ def test_the_lease_covers_the_waves_a_host_may_wait_for() -> None:
 def test_health_is_written_on_success_only_when_it_changes_and_once_per_postback_per_batch(
     last_success_at: str | None, consecutive_failures: int, writes: int
 ) -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     ids = [f"d{i}" for i in range(4)]
     for i in ids:
-        deliveries.add(i, "tracker.example")
-    health = FakeHealth()
-    postbacks = FakePostbacks(last_success_at=last_success_at, consecutive_failures=consecutive_failures)
+        add(deliveries, i, "tracker.example")
+    health = InMemoryHealth()
+    postbacks = postback_store(last_success_at=last_success_at, consecutive_failures=consecutive_failures)
 
-    failed = sender(deliveries, FakeHttp(delay=0), FakeQueue(), postbacks=postbacks, health=health).process_batch(
+    failed = sender(deliveries, FakeHttp(delay=0), InMemoryQueue(), postbacks=postbacks, health=health).process_batch(
         messages(ids)
     )
 
@@ -569,16 +439,16 @@ def test_health_is_written_on_success_only_when_it_changes_and_once_per_postback
 
 
 def test_a_failure_is_always_written_to_health() -> None:
-    deliveries = FakeDeliveries()
+    deliveries = InMemoryDeliveries()
     for i in ("a", "b"):
-        deliveries.add(i, "tracker.example")
-    health = FakeHealth()
+        add(deliveries, i, "tracker.example")
+    health = InMemoryHealth()
 
     sender(
         deliveries,
         FakeHttp(delay=0, status_for={"tracker.example": 410}),
-        FakeQueue(),
-        postbacks=FakePostbacks(last_success_at=format_timestamp(NOW)),
+        InMemoryQueue(),
+        postbacks=postback_store(last_success_at=format_timestamp(NOW)),
         health=health,
     ).process_batch(messages(["a", "b"]))
 

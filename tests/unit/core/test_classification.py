@@ -1,4 +1,4 @@
-"""The classification table of design.md, and what an attempt keeps of a response."""
+"""The outcome classification table of docs/sender.md, and what an attempt keeps of a response."""
 
 from __future__ import annotations
 

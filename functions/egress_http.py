@@ -1,4 +1,7 @@
-"""The sender's HTTP client: the send-time egress guard and one hardened GET.
+"""The HTTP client of every GET to a tracker: the send-time egress guard and one hardened GET.
+
+Used by the sender and by the API's test fire (`POST /postbacks/{id}/test`), so both go out the
+same way. Built once per cold start by `functions.bootstrap.http_client`.
 
 Contract (`PinnedHttpClient.get`): the URL's host is resolved exactly once (A and AAAA); if any
 answer is not allowed by the egress policy (or the port is not), the request is refused as
@@ -57,7 +60,6 @@ from functions.core.egress import (
     parse_target,
     port_allowed,
 )
-from functions.settings import Settings
 
 IPAddress = IPv4Address | IPv6Address
 Resolver = Callable[[str, int], list[IPAddress]]
@@ -242,18 +244,6 @@ class PinnedHttpClient:
         self._ssl_context = ssl_context or ssl.create_default_context(cafile=certifi.where())
         self._pools: OrderedDict[tuple[str, str, int, str], HTTPConnectionPool] = OrderedDict()
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, resolver: Resolver | None = None) -> PinnedHttpClient:
-        return cls(
-            EgressPolicy.from_settings(settings),
-            connect_timeout=settings.connect_timeout_seconds,
-            read_timeout=settings.read_timeout_seconds,
-            total_timeout=settings.total_timeout_seconds,
-            max_response_bytes=settings.max_response_bytes,
-            resolver=resolver,
-            pool_maxsize=settings.sender_max_concurrency,
-        )
 
     def close(self) -> None:
         with self._lock:

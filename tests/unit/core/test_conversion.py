@@ -7,21 +7,10 @@ from typing import Any
 import pytest
 
 from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
+from tests.support.conversions import conversion
 from tests.support.streams import Raw, StreamBuilder
 
 pytestmark = pytest.mark.unit
-
-
-def conversion(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "conversion_id": "c-1",
-        "affiliate_id": "aff-1",
-        "offer_id": "offer-1",
-        "conversion_type": "sale",
-        "status": "approved",
-    }
-    base.update(overrides)
-    return {key: value for key, value in base.items() if value is not None}
 
 
 def test_insert_is_a_change_from_no_status() -> None:

@@ -1,3 +1,5 @@
+"""Firing semantics (docs/contract.md §2): which postbacks a change fires, and what each delivery sends."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,8 +7,8 @@ from typing import Any
 import pytest
 
 from functions.core.conversion import parse_change
-from functions.core.matching import match_change, postback_fires
-from functions.core.model import ConversionChange, Scope, delivery_id_for
+from functions.core.matching import match_change
+from functions.core.model import ConversionChange, Postback, Scope, delivery_id_for
 from tests.support.conversions import CHANGE_TIME, conversion, postback
 from tests.support.streams import StreamBuilder
 
@@ -25,52 +27,56 @@ def modify(old_status: str, new_status: str, at: float = CHANGE_TIME) -> Convers
     return change
 
 
+def fires(postback: Postback, change: ConversionChange) -> bool:
+    return bool(match_change(change, [postback]).deliveries)
+
+
 def test_global_scope_fires_for_an_offer_never_seen_before() -> None:
-    assert postback_fires(postback(excluded=("offer-7",)), insert(offer_id="brand-new-offer"))
+    assert fires(postback(excluded=("offer-7",)), insert(offer_id="brand-new-offer"))
 
 
 def test_global_scope_does_not_fire_for_an_excluded_offer() -> None:
-    assert not postback_fires(postback(excluded=("offer-7",)), insert(offer_id="offer-7"))
+    assert not fires(postback(excluded=("offer-7",)), insert(offer_id="offer-7"))
 
 
 def test_offer_scope_fires_only_for_included_offers() -> None:
     scoped = postback(scope=Scope.OFFER, included=("offer-1", "offer-2"))
-    assert postback_fires(scoped, insert(offer_id="offer-2"))
-    assert not postback_fires(scoped, insert(offer_id="offer-3"))
+    assert fires(scoped, insert(offer_id="offer-2"))
+    assert not fires(scoped, insert(offer_id="offer-3"))
 
 
 def test_type_filter() -> None:
-    assert postback_fires(postback(types=("sale", "lead")), insert(conversion_type="lead"))
-    assert not postback_fires(postback(types=("sale",)), insert(conversion_type="lead"))
+    assert fires(postback(types=("sale", "lead")), insert(conversion_type="lead"))
+    assert not fires(postback(types=("sale",)), insert(conversion_type="lead"))
 
 
 def test_several_statuses_fire_on_the_change_into_each_of_them() -> None:
     multi = postback(statuses=("approved", "rejected"))
-    assert postback_fires(multi, modify("pending", "approved"))
-    assert postback_fires(multi, modify("pending", "rejected"))
-    assert not postback_fires(multi, modify("approved", "pending"))
+    assert fires(multi, modify("pending", "approved"))
+    assert fires(multi, modify("pending", "rejected"))
+    assert not fires(multi, modify("approved", "pending"))
 
 
 def test_a_change_that_keeps_the_status_fires_nothing() -> None:
-    assert not postback_fires(postback(), modify("approved", "approved"))
+    assert not fires(postback(), modify("approved", "approved"))
 
 
 def test_insert_fires_as_a_change_from_no_status() -> None:
-    assert postback_fires(postback(), insert())
+    assert fires(postback(), insert())
 
 
 def test_disabled_postback_never_fires() -> None:
-    assert not postback_fires(postback(enabled=False), insert())
+    assert not fires(postback(enabled=False), insert())
 
 
 def test_other_affiliates_postback_never_fires() -> None:
-    assert not postback_fires(postback(affiliate_id="aff-2"), insert())
+    assert not fires(postback(affiliate_id="aff-2"), insert())
 
 
 def test_change_written_before_the_postback_was_saved_does_not_fire() -> None:
     saved = postback(updated_at="2026-01-01T00:00:10.000000Z")
-    assert not postback_fires(saved, modify("pending", "approved", at=CHANGE_TIME + 9))
-    assert postback_fires(saved, modify("pending", "approved", at=CHANGE_TIME + 10))
+    assert not fires(saved, modify("pending", "approved", at=CHANGE_TIME + 9))
+    assert fires(saved, modify("pending", "approved", at=CHANGE_TIME + 10))
 
 
 def test_global_and_offer_scoped_postbacks_both_fire() -> None:

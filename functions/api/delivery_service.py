@@ -1,0 +1,88 @@
+"""A postback's deliveries in the API (docs/contract.md §5): the delivery log and the test fire.
+
+No HTTP here: the routes (`functions.api.delivery_routes`) hand in the caller and the request's
+values; this module checks them, returns domain objects or raises the typed errors of
+`functions.api.service` and `functions.core.validation` (mapped to HTTP in `functions.api.errors`).
+Authorization is that of the postback (`PostbackService.get`): an admin may use any, an affiliate
+only its own; another affiliate's postback is not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
+from functions.api.service import Principal
+from functions.api.testfire import ConversionValue, PostbackTestOutcome, parse_test_body
+from functions.core.model import Delivery, Postback
+from functions.core.rendering import RenderError
+from functions.core.validation import FieldError, ValidationFailed
+from functions.storage.deliveries import PAGE_KEY_ATTRIBUTES, DeliveryPage
+
+
+class VisiblePostbacks(Protocol):
+    """The postback a caller may see (`PostbackService.get`); `PostbackNotFound` otherwise."""
+
+    def get(self, caller: Principal, postback_id: str) -> Postback: ...
+
+
+class DeliveryLogStore(Protocol):
+    """What the delivery log needs of the deliveries table (`DeliveryRepository`)."""
+
+    def page_for_postback(
+        self, postback_id: str, limit: int, start_key: Mapping[str, str] | None = None
+    ) -> DeliveryPage: ...
+
+
+class TestFirer(Protocol):
+    """`functions.api.testfire.PostbackTestFire`."""
+
+    def fire(
+        self, postback: Postback, overrides: Mapping[str, ConversionValue], removed: frozenset[str] = frozenset()
+    ) -> PostbackTestOutcome: ...
+
+
+@dataclass(frozen=True)
+class DeliveryLog:
+    items: tuple[Delivery, ...]
+    next_cursor: str | None
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        *,
+        postbacks: VisiblePostbacks,
+        deliveries: DeliveryLogStore,
+        test_fire: Callable[[], TestFirer],
+    ) -> None:
+        """`test_fire` is called on the first test fire: the HTTP client is built only when needed."""
+        self._postbacks = postbacks
+        self._deliveries = deliveries
+        self._test_fire = test_fire
+
+    def log(self, caller: Principal, postback_id: str, *, limit: str | None, cursor: str | None) -> DeliveryLog:
+        """One page of the postback's delivery log, newest first (`limit` 1-100, default 50)."""
+        postback = self._postbacks.get(caller, postback_id)
+        page_size = parse_limit(limit)
+        query = {"list": "deliveries", "postback_id": postback.id}
+        start_key = decode_cursor(cursor, query, PAGE_KEY_ATTRIBUTES, {"postback_id": postback.id})
+        page = self._deliveries.page_for_postback(postback.id, page_size, start_key)
+        return DeliveryLog(page.items, None if page.last_key is None else encode_cursor(query, page.last_key))
+
+    def test(self, caller: Principal, postback_id: str, read_body: Callable[[], Any]) -> PostbackTestOutcome:
+        """Fire the postback now with the sample conversion, the body's attributes applied (`parse_test_body`).
+
+        `read_body` parses the request body; it is called once the postback is known to be
+        visible, so a caller learns nothing about another affiliate's postback from a bad body.
+        """
+        postback = self._postbacks.get(caller, postback_id)
+        overrides = parse_test_body(read_body())
+        given = {name: value for name, value in overrides.items() if value is not None}
+        removed = frozenset(name for name, value in overrides.items() if value is None)
+        try:
+            return self._test_fire().fire(postback, given, removed)
+        except RenderError as exc:
+            raise ValidationFailed([FieldError("body", f"the values cannot be placed in the URL: {exc}")]) from exc

@@ -16,6 +16,11 @@ from pathlib import Path  # noqa: E402
 
 import moto  # noqa: E402, F401  (imported before any client exists)
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# No timed tests: a property is judged by its examples, never by how long one took on a busy machine.
+settings.register_profile("untimed", deadline=None)
+settings.load_profile("untimed")
 
 _TIERS = ("unit", "integration", "e2e", "infrastructure")
 

@@ -31,7 +31,8 @@ lint: $(STAMP)
 
 ## make run: the whole system locally on a moto server (contract §8). Ctrl-C stops it.
 run: $(STAMP)
-	POSTBACKS_ALLOW_PRIVATE_TARGETS=$${POSTBACKS_ALLOW_PRIVATE_TARGETS-1} $(BIN)/python -m local.stack
+	POSTBACKS_LOCAL_MODE=1 POSTBACKS_ALLOW_PRIVATE_TARGETS=$${POSTBACKS_ALLOW_PRIVATE_TARGETS-1} \
+		$(BIN)/python -m local.stack
 
 ## make demo: with `make run` going in another terminal, walks through a postback firing.
 demo: $(STAMP)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from functions.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from functions.api.auth import TokenRules
     from functions.api.service import PostbackService
     from functions.evaluator.service import ConversionEvaluator
     from functions.sender.service import PostbackTestFire
@@ -23,7 +24,32 @@ if TYPE_CHECKING:
 
 @functools.cache
 def settings() -> Settings:
-    return load_settings()
+    from functions.audit import log_effective_policy
+
+    loaded = load_settings()
+    log_effective_policy(loaded)
+    return loaded
+
+
+@functools.cache
+def token_rules() -> TokenRules:
+    """The API's token rules; outside local mode the key is read from Secrets Manager (once)."""
+    from functions.api.auth import TokenRules
+    from functions.settings import SettingsError, weak_jwt_secret_problem
+
+    config = settings()
+    if config.jwt_secret_arn is not None:
+        from functions.storage.secrets import read_secret_string
+
+        secret = read_secret_string(config.jwt_secret_arn)
+        problem = weak_jwt_secret_problem(secret)
+        if problem is not None:
+            raise SettingsError(f"the token signing secret {config.jwt_secret_arn} {problem}")
+    elif config.local_mode:
+        secret = config.jwt_secret
+    else:
+        raise SettingsError("outside local mode the API needs POSTBACKS_JWT_SECRET_ARN (its token signing secret)")
+    return TokenRules(secret=secret, issuer=config.jwt_issuer, audience=config.jwt_audience)
 
 
 @functools.cache
@@ -66,6 +92,7 @@ def reset() -> None:
     """Forget every built component (tests that change the environment)."""
     for getter in (
         settings,
+        token_rules,
         postback_repository,
         postback_service,
         delivery_attempts,

@@ -19,6 +19,7 @@ os.environ.update(
         "AWS_SESSION_TOKEN": "testing",
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "POSTBACKS_STAGE": "test",
+        "POSTBACKS_LOCAL_MODE": "1",
     }
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)

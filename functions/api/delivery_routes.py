@@ -11,6 +11,9 @@ affiliate only its own; another affiliate's postback is a 404 (`PostbackService.
   URL is rendered and fetched at once through the same pinned HTTP client as the sender (same
   egress guard, timeouts, no redirects). A disabled postback can be test-fired. The answer is
   200 whatever the tracker said: the outcome is in the body.
+
+Restricted placeholder values (contract §4) in the delivery log's URLs read as `***` for an
+affiliate not allowed them (`functions.core.masking`); each test fire is written to the audit log.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ from functions.api.schemas import (
     TestFireResult,
     TestOutcome,
 )
-from functions.api.service import field_name
+from functions.api.service import Principal, field_name
+from functions.audit import log_postback_action
 from functions.core.conversion import normalise_status
-from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, Delivery
+from functions.core.masking import mask_restricted_values
+from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, Delivery, Postback
+from functions.core.placeholders import RESTRICTED_NAMES
 from functions.core.rendering import RenderError
 from functions.core.validation import FieldError, ValidationFailed
 from functions.storage.delivery_attempts import PAGE_KEY_ATTRIBUTES
@@ -83,6 +89,22 @@ def delivery_out(record: Delivery) -> DeliveryOut:
         created_at=record.created_at,
         test=record.is_test,
     )
+
+
+def _hidden_placeholders(who: Principal, postback: Postback) -> frozenset[str]:
+    """The restricted placeholders whose values `who` may not read (none for an admin)."""
+    allowed = bootstrap.settings().affiliate_restricted_placeholders
+    if who.is_admin or "*" in allowed:
+        return frozenset()
+    # Every restricted name not allowed, not only those of the current URL: a delivery may
+    # predate a change of the URL (masking then hides all of its path and query).
+    return frozenset(RESTRICTED_NAMES - allowed)
+
+
+def _masked(item: DeliveryOut, postback: Postback, hidden: frozenset[str]) -> DeliveryOut:
+    if not hidden:
+        return item
+    return item.model_copy(update={"url": mask_restricted_values(item.url, postback.url, hidden)})
 
 
 def _amount(name: str, value: int | float, errors: list[FieldError]) -> Decimal | None:
@@ -167,8 +189,9 @@ def list_deliveries(id: str) -> Response:
     query = {"list": "deliveries", "postback_id": postback.id}
     start_key = decode_cursor(query_param("cursor"), query, PAGE_KEY_ATTRIBUTES, {"postback_id": postback.id})
     page = bootstrap.delivery_attempts().page_for_postback(postback.id, limit, start_key)
+    hidden = _hidden_placeholders(who, postback)
     listing = DeliveryList(
-        items=[delivery_out(record) for record in page.items],
+        items=[_masked(delivery_out(record), postback, hidden) for record in page.items],
         next_cursor=None if page.last_key is None else encode_cursor(query, page.last_key),
     )
     return json_response(listing.model_dump_json())
@@ -180,6 +203,13 @@ def fire_postback_test(id: str) -> Response:
     who = caller()
     postback = bootstrap.postback_service().get(who, id)
     given, removed = _present(parse_test_body(_optional_json_body()))
+    log_postback_action(
+        action="test_fire",
+        subject=who.subject,
+        role=who.role.value,
+        postback_id=postback.id,
+        affiliate_id=postback.affiliate_id,
+    )
     try:
         outcome = bootstrap.postback_test_fire().fire(postback, given, removed)
     except RenderError as exc:

@@ -4,9 +4,11 @@ import ipaddress
 
 import pytest
 
-from functions.settings import DEFAULT_JWT_SECRET, SettingsError, load_settings
+from functions.settings import DEFAULT_JWT_SECRET, SettingsError, load_settings, weak_jwt_secret_problem
 
 pytestmark = pytest.mark.unit
+
+LOCAL = {"POSTBACKS_LOCAL_MODE": "1"}
 
 
 def test_defaults_match_the_contract() -> None:
@@ -24,7 +26,7 @@ def test_defaults_match_the_contract() -> None:
 
 
 def test_allow_private_targets_one_means_loopback() -> None:
-    settings = load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": "1"})
+    settings = load_settings({**LOCAL, "POSTBACKS_ALLOW_PRIVATE_TARGETS": "1"})
     assert settings.allow_private_targets == (
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
@@ -37,13 +39,13 @@ def test_allow_private_targets_zero_or_empty_means_none(raw: str) -> None:
 
 
 def test_allow_private_targets_takes_a_cidr_list() -> None:
-    settings = load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": "10.1.0.0/16, fd00::/8"})
-    assert settings.allow_private_targets == (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00::/8"))
+    settings = load_settings({**LOCAL, "POSTBACKS_ALLOW_PRIVATE_TARGETS": "10.1.0.0/16, fd12::/16"})
+    assert settings.allow_private_targets == (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd12::/16"))
 
 
 def test_a_bad_cidr_is_refused_with_the_variable_named() -> None:
     with pytest.raises(SettingsError, match="POSTBACKS_ALLOW_PRIVATE_TARGETS"):
-        load_settings({"POSTBACKS_ALLOW_PRIVATE_TARGETS": "not-a-network"})
+        load_settings({**LOCAL, "POSTBACKS_ALLOW_PRIVATE_TARGETS": "not-a-network"})
 
 
 def test_allowed_ports_are_parsed_and_checked() -> None:
@@ -52,17 +54,14 @@ def test_allowed_ports_are_parsed_and_checked() -> None:
         load_settings({"POSTBACKS_ALLOWED_PORTS": "443,70000"})
 
 
-def test_short_or_default_secret_is_refused_outside_local_mode() -> None:
-    with pytest.raises(SettingsError, match="POSTBACKS_JWT_SECRET"):
-        load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_JWT_SECRET": "short"})
-    with pytest.raises(SettingsError, match="POSTBACKS_JWT_SECRET"):
-        load_settings({"POSTBACKS_STAGE": "prod"})
-    strong = "x" * 32
-    assert load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_JWT_SECRET": strong}).jwt_secret == strong
+def test_weak_secrets_are_named() -> None:
+    assert weak_jwt_secret_problem("short") == "is shorter than 32 bytes"
+    assert weak_jwt_secret_problem(DEFAULT_JWT_SECRET) == "is the public local default"
+    assert weak_jwt_secret_problem("x" * 32) is None
 
 
 def test_local_mode_accepts_the_default_secret() -> None:
-    assert load_settings({"POSTBACKS_STAGE": "local"}).jwt_secret == DEFAULT_JWT_SECRET
+    assert load_settings(LOCAL).jwt_secret == DEFAULT_JWT_SECRET
 
 
 def test_retry_base_scales_the_deadline() -> None:

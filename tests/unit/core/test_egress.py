@@ -227,7 +227,7 @@ def test_port_rule_is_the_same_at_send_time() -> None:
 
 def test_policy_from_settings_uses_the_configured_ranges_and_ports() -> None:
     settings = load_settings(
-        {"POSTBACKS_ALLOW_PRIVATE_TARGETS": "1", "POSTBACKS_ALLOWED_PORTS": "443", "POSTBACKS_STAGE": "test"}
+        {"POSTBACKS_ALLOW_PRIVATE_TARGETS": "1", "POSTBACKS_ALLOWED_PORTS": "443", "POSTBACKS_LOCAL_MODE": "1"}
     )
     policy = EgressPolicy.from_settings(settings)
     assert policy.allowed_ports == frozenset({443})

@@ -82,3 +82,51 @@ def test_unit_tier_cannot_open_connections() -> None:
 
     with pytest.raises(RuntimeError, match="unit tests may not open network connections"):
         socket.create_connection(("127.0.0.1", 9))
+
+
+def test_local_mode_is_an_explicit_flag_not_a_stage_name() -> None:
+    assert load_settings(LOCAL).local_mode
+    for stage in ("local", "test", "prod"):
+        assert not load_settings({"POSTBACKS_STAGE": stage}).local_mode
+    with pytest.raises(SettingsError, match="POSTBACKS_LOCAL_MODE"):
+        load_settings({"POSTBACKS_LOCAL_MODE": "maybe"})
+
+
+@pytest.mark.parametrize("stage", ["test", "local", "prod"])
+def test_a_plain_jwt_secret_is_refused_outside_local_mode_whatever_the_stage(stage: str) -> None:
+    with pytest.raises(SettingsError, match="POSTBACKS_JWT_SECRET_ARN"):
+        load_settings({"POSTBACKS_STAGE": stage, "POSTBACKS_JWT_SECRET": DEFAULT_JWT_SECRET})
+
+
+@pytest.mark.parametrize("raw", ["1", "10.0.0.0/8", "127.0.0.1/32"])
+def test_private_targets_are_refused_outside_local_mode(raw: str) -> None:
+    with pytest.raises(SettingsError, match="POSTBACKS_ALLOW_PRIVATE_TARGETS.*local mode"):
+        load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_ALLOW_PRIVATE_TARGETS": raw})
+    assert load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_ALLOW_PRIVATE_TARGETS": "0"}).allow_private_targets == ()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "169.254.169.254/32",
+        "169.254.170.2/32",
+        "169.254.0.0/16",
+        "169.0.0.0/8",
+        "0.0.0.0/0",
+        "fd00:ec2::254/128",
+        "fd00::/8",
+        "::ffff:169.254.169.254/128",
+        "::ffff:0:0/96",
+        "::/0",
+    ],
+)
+def test_ranges_holding_metadata_addresses_are_refused_even_in_local_mode(raw: str) -> None:
+    with pytest.raises(SettingsError, match="metadata"):
+        load_settings({**LOCAL, "POSTBACKS_ALLOW_PRIVATE_TARGETS": raw})
+
+
+def test_the_secret_arn_must_be_an_arn() -> None:
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:postbacks/prod/jwt-AbCdEf"
+    assert load_settings({"POSTBACKS_JWT_SECRET_ARN": arn}).jwt_secret_arn == arn
+    with pytest.raises(SettingsError, match="POSTBACKS_JWT_SECRET_ARN"):
+        load_settings({"POSTBACKS_JWT_SECRET_ARN": "postbacks/prod/jwt"})

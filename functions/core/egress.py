@@ -276,10 +276,10 @@ def _looks_numeric(name: str) -> bool:
 def _uts46_mapped(host: str) -> str:
     """`host` after UTS 46 mapping (what the IDNA encoding would see), for the IP literal checks.
 
-    Full-width digits and dots (`１２７．０．０．１`), the ideographic full stop (`127。0。0。1`) and
-    the like map to ASCII, and a resolver would read the result as an IPv4 address; the literal
-    checks must see that form, so that the answer when a URL is saved is the one given before a
-    GET. A host that cannot be mapped is left as written (the name check refuses it).
+    Full-width digits and dots, the ideographic full stop (U+3002) and the like map to ASCII, and
+    a resolver would read the result as an IPv4 address; the literal checks must see that form,
+    so that the answer when a URL is saved is the one given before a GET. A host that cannot be
+    mapped is left as written (the name check refuses it).
     """
     if host.isascii():
         return host
@@ -297,17 +297,16 @@ def parse_host(host: str) -> tuple[str, IPAddress | None]:
         v6 = _parse_ipv6_literal(host)
         return str(v6), v6
     mapped = _uts46_mapped(host)
-    if mapped != host:
-        if _CANONICAL_IPV4.match(mapped) or _looks_numeric(mapped):
-            # An IPv4 address in another script's digits or dots: never canonical.
-            reason = ""
-            if _CANONICAL_IPV4.match(mapped):
-                blocked = blocked_reason(IPv4Address(mapped))
-                reason = f" (it reads as {mapped}, {blocked})" if blocked else f" (it reads as {mapped})"
-            raise InvalidUrl(
-                "an IPv4 address must be written in canonical dotted-decimal ASCII form (e.g. 203.0.113.7)" + reason,
-                forbidden=True,
-            )
+    if mapped != host and (_CANONICAL_IPV4.match(mapped) or _looks_numeric(mapped)):
+        # An IPv4 address in another script's digits or dots: never canonical.
+        reason = ""
+        if _CANONICAL_IPV4.match(mapped):
+            blocked = blocked_reason(IPv4Address(mapped))
+            reason = f" (it reads as {mapped}, {blocked})" if blocked else f" (it reads as {mapped})"
+        raise InvalidUrl(
+            "an IPv4 address must be written in canonical dotted-decimal ASCII form (e.g. 203.0.113.7)" + reason,
+            forbidden=True,
+        )
     if _CANONICAL_IPV4.match(host):
         return host, IPv4Address(host)
     if _looks_numeric(host):

@@ -219,13 +219,17 @@ def test_each_function_may_write_only_its_own_log_group(function: str, role_and_
     assert resources[function]["Properties"]["FunctionName"] == {"Fn::Sub": f"postbacks-${{Stage}}-{name}"}
     [policy] = resources[role]["Properties"]["Policies"]
     [statement] = policy["PolicyDocument"]["Statement"]
-    group = f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/postbacks-${{Stage}}-{name}"
+    account = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+    group = account + ":log-group:/aws/lambda/postbacks-${Stage}-" + name
     assert statement["Resource"] == [{"Fn::Sub": group}, {"Fn::Sub": group + ":*"}]
     assert set(statement["Action"]) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 
 
 def test_no_policy_of_the_project_allows_every_log_group() -> None:
-    for text in ((ROOT / "infrastructure" / "template.json").read_text(), (ROOT / ".chalice" / "policy-logs.json").read_text()):
+    for text in (
+        (ROOT / "infrastructure" / "template.json").read_text(),
+        (ROOT / ".chalice" / "policy-logs.json").read_text(),
+    ):
         assert "arn:*:logs:*:*:*" not in text
         assert '"logs:*"' not in text
 

@@ -100,9 +100,11 @@ def test_a_plain_jwt_secret_is_refused_outside_local_mode_whatever_the_stage(sta
 
 @pytest.mark.parametrize("raw", ["1", "10.0.0.0/8", "127.0.0.1/32"])
 def test_private_targets_are_refused_outside_local_mode(raw: str) -> None:
-    with pytest.raises(SettingsError, match="POSTBACKS_ALLOW_PRIVATE_TARGETS.*local mode"):
+    with pytest.raises(SettingsError, match=r"POSTBACKS_ALLOW_PRIVATE_TARGETS.*local mode"):
         load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_ALLOW_PRIVATE_TARGETS": raw})
-    assert load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_ALLOW_PRIVATE_TARGETS": "0"}).allow_private_targets == ()
+    assert (
+        load_settings({"POSTBACKS_STAGE": "prod", "POSTBACKS_ALLOW_PRIVATE_TARGETS": "0"}).allow_private_targets == ()
+    )
 
 
 @pytest.mark.parametrize(

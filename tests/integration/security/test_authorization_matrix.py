@@ -1,4 +1,4 @@
-"""The authorization matrix: every endpoint × every kind of caller × every kind of target, one table.
+"""The authorization matrix: every endpoint x every kind of caller x every kind of target, one table.
 
 Callers: no token, an expired token, a token signed with another key, an admin, the affiliate that
 owns the postback (`aff-a`), another affiliate (`aff-b`). Targets: the owner's postback, a postback
@@ -149,7 +149,9 @@ def test_authorization_matrix(api: tuple[Api, str], endpoint: str, caller: str, 
 
 
 def test_expired_and_foreign_tokens_are_what_they_claim() -> None:
-    expired = jwt.decode(CALLERS["expired"]["Authorization"][7:], DEFAULT_JWT_SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    expired = jwt.decode(
+        CALLERS["expired"]["Authorization"][7:], DEFAULT_JWT_SECRET, algorithms=["HS256"], options={"verify_exp": False}
+    )
     assert expired["exp"] < time.time()
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(CALLERS["wrong_key"]["Authorization"][7:], DEFAULT_JWT_SECRET, algorithms=["HS256"])

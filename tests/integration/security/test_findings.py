@@ -21,7 +21,9 @@ from tests.support.api_client import ADMIN, AFF_A, Api, auth, body_of, definitio
 
 pytestmark = pytest.mark.integration
 
-REVENUE_URL = "https://tracker.example.com/cb/{revenue}?click={affS1}&rev={revenue}&c={customerId}-x&s={conversionStatus}"
+REVENUE_URL = (
+    "https://tracker.example.com/cb/{revenue}?click={affS1}&rev={revenue}&c={customerId}-x&s={conversionStatus}"
+)
 
 
 def raw_token(claims: dict[str, Any], secret: str = DEFAULT_JWT_SECRET) -> dict[str, str]:
@@ -139,9 +141,7 @@ def _restricted_postback(api: Api) -> dict[str, Any]:
         {"enabled": False, "conversion_statuses": ["approved"]},
     ],
 )
-def test_an_affiliate_may_not_change_a_postback_with_restricted_placeholders(
-    api: Api, change: dict[str, Any]
-) -> None:
+def test_an_affiliate_may_not_change_a_postback_with_restricted_placeholders(api: Api, change: dict[str, Any]) -> None:
     created = _restricted_postback(api)
     path = f"/postbacks/{created['id']}"
     document = problem(api.request("PATCH", path, AFF_A, change), 403)
@@ -207,7 +207,10 @@ def test_the_delivery_log_shows_restricted_values_as_stars_to_an_affiliate(
 def test_a_delivery_sent_with_an_earlier_url_is_masked_whole_for_an_affiliate(api: Api) -> None:
     created = _restricted_postback(api)
     _seed_delivery(created["id"], SENT)
-    assert api.request("PATCH", f"/postbacks/{created['id']}", ADMIN, {"url": "https://t.example.com/x"}).status_code == 200
+    assert (
+        api.request("PATCH", f"/postbacks/{created['id']}", ADMIN, {"url": "https://t.example.com/x"}).status_code
+        == 200
+    )
     seen = body_of(api.request("GET", f"/postbacks/{created['id']}/deliveries", AFF_A))["items"][0]["url"]
     assert seen == "https://tracker.example.com/***/***?***=***&***=***&***=***&***=***"
 
@@ -226,7 +229,9 @@ def test_a_deep_value_under_the_recursion_limit_is_a_400_naming_the_field(api: A
     for _ in range(900):
         nested = [nested]
     body = json.dumps({**definition(affiliate_id="aff-a"), "conversion_types": nested}).encode()
-    assert "conversion_types" in {e["field"].split("[")[0] for e in problem(api.request("POST", "/postbacks", ADMIN, body), 400)["errors"]}
+    assert "conversion_types" in {
+        e["field"].split("[")[0] for e in problem(api.request("POST", "/postbacks", ADMIN, body), 400)["errors"]
+    }
 
 
 def test_a_body_over_256_kib_is_a_413_problem(api: Api) -> None:

@@ -145,7 +145,16 @@ def test_error_locations_become_json_field_names() -> None:
 
 @pytest.mark.parametrize(
     ("header", "versions"),
-    [(None, None), ('"3"', [3]), ("3", [3]), ('W/"3"', []), ('W/"3", "3"', [3]), ('"1", "2"', [1, 2]), ("*", [None]), ('"x"', [])],
+    [
+        (None, None),
+        ('"3"', [3]),
+        ("3", [3]),
+        ('W/"3"', []),
+        ('W/"3", "3"', [3]),
+        ('"1", "2"', [1, 2]),
+        ("*", [None]),
+        ('"x"', []),
+    ],
 )
 def test_if_match_forms(header: str | None, versions: list[int | None] | None) -> None:
     assert parse_if_match(header) == versions

@@ -238,13 +238,13 @@ def test_policy_from_settings_uses_the_configured_ranges_and_ports() -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "http://１２７.０.０.１/",
+        "http://１２７.０.０.１/",  # noqa: RUF001
         "http://127。0。0。1/",
         "http://169。254。169。254/latest/meta-data/",
-        "http://０ｘ７ｆ．１/",
-        "http://１０.０.０.１/",
-        "http://８.８.８.８/",
-        "http://127．0．0．1:8080/",
+        "http://０ｘ７ｆ．１/",  # noqa: RUF001
+        "http://１０.０.０.１/",  # noqa: RUF001
+        "http://８.８.８.８/",  # noqa: RUF001
+        "http://127．0．0．1:8080/",  # noqa: RUF001
     ],
 )
 def test_ip_addresses_in_other_digits_or_dots_are_refused_when_saved_as_before_a_get(url: str) -> None:
@@ -256,7 +256,7 @@ def test_ip_addresses_in_other_digits_or_dots_are_refused_when_saved_as_before_a
 
 
 def test_the_refusal_of_a_unicode_ip_form_says_what_it_reads_as() -> None:
-    assert "127.0.0.1, a loopback address" in url_problems("http://１２７.０.０.１/", DEFAULT)[0]
+    assert "127.0.0.1, a loopback address" in url_problems("http://１２７.０.０.１/", DEFAULT)[0]  # noqa: RUF001
 
 
 def test_internationalised_names_are_still_accepted() -> None:

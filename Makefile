@@ -31,7 +31,8 @@ lint: $(STAMP)
 
 ## make run: the whole system locally on a moto server (contract §8). Ctrl-C stops it.
 run: $(STAMP)
-	POSTBACKS_ALLOW_PRIVATE_TARGETS=$${POSTBACKS_ALLOW_PRIVATE_TARGETS-1} $(BIN)/python -m local.stack
+	POSTBACKS_LOCAL_MODE=1 POSTBACKS_ALLOW_PRIVATE_TARGETS=$${POSTBACKS_ALLOW_PRIVATE_TARGETS-1} \
+		$(BIN)/python -m local.stack
 
 ## make demo: with `make run` going in another terminal, walks through a postback firing.
 demo: $(STAMP)
@@ -49,7 +50,10 @@ cfn-lint: $(STAMP)
 ## make deploy STAGE=prod DEPLOY_BUCKET=... [CONVERSIONS_STREAM_ARN=...]: see docs/deploy.md.
 DEPLOY_BUCKET ?=
 CONVERSIONS_STREAM_ARN ?=
+# The secret's ARN (never its value) goes to CloudFormation; the API reads the value at cold start.
 JWT_SECRET_ID ?= postbacks/$(STAGE)/jwt-secret
+JWT_ISSUER ?=
+JWT_AUDIENCE ?=
 ON_CALL_EMAIL ?=
 deploy: package
 	@test -n "$(DEPLOY_BUCKET)" || { echo "deploy: set DEPLOY_BUCKET (an S3 bucket for the code)"; exit 2; }
@@ -59,8 +63,8 @@ deploy: package
 	aws cloudformation deploy --template-file dist/packaged.json --stack-name postbacks-$(STAGE) \
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 		--parameter-overrides Stage=$(STAGE) ConversionsStreamArn=$(CONVERSIONS_STREAM_ARN) \
-		OnCallEmail=$(ON_CALL_EMAIL) \
-		JwtSecret="$$(aws secretsmanager get-secret-value --secret-id $(JWT_SECRET_ID) --query SecretString --output text)"
+		OnCallEmail=$(ON_CALL_EMAIL) JwtIssuer=$(JWT_ISSUER) JwtAudience=$(JWT_AUDIENCE) \
+		JwtSecretArn="$$(aws secretsmanager describe-secret --secret-id $(JWT_SECRET_ID) --query ARN --output text)"
 
 ## make bench: the benchmarks (bench/), one table; JSON in bench/results/. See docs/performance.md.
 ## make bench: every benchmark, one table (bench/results/latest.json); builds the package it measures first.

@@ -23,6 +23,7 @@ from functions.core.model import utc_now
 from functions.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from functions.api.auth import TokenRules
     from functions.api.delivery_service import DeliveryService
     from functions.api.service import PostbackService
     from functions.api.testfire import PostbackTestFire
@@ -73,7 +74,11 @@ def reset(settings: Settings | None = None, *, client_limits: AwsClientLimits = 
 
 @functools.cache
 def settings() -> Settings:
-    return _chosen_settings if _chosen_settings is not None else load_settings()
+    from functions.audit import log_effective_policy
+
+    loaded = _chosen_settings if _chosen_settings is not None else load_settings()
+    log_effective_policy(loaded)
+    return loaded
 
 
 def _client_config(max_pool_connections: int = 10) -> Any:
@@ -137,6 +142,27 @@ def new_http_client() -> PinnedHttpClient:
         max_response_bytes=config.max_response_bytes,
         pool_maxsize=config.sender_max_concurrency,
     )
+
+
+@functools.cache
+def token_rules() -> TokenRules:
+    """The API's token rules; outside local mode the key is read from Secrets Manager (once)."""
+    from functions.api.auth import TokenRules
+    from functions.settings import SettingsError, weak_jwt_secret_problem
+
+    config = settings()
+    if config.jwt_secret_arn is not None:
+        from functions.storage.secrets import read_secret_string
+
+        secret = read_secret_string(config.jwt_secret_arn)
+        problem = weak_jwt_secret_problem(secret)
+        if problem is not None:
+            raise SettingsError(f"the token signing secret {config.jwt_secret_arn} {problem}")
+    elif config.local_mode:
+        secret = config.jwt_secret
+    else:
+        raise SettingsError("outside local mode the API needs POSTBACKS_JWT_SECRET_ARN (its token signing secret)")
+    return TokenRules(secret=secret, issuer=config.jwt_issuer, audience=config.jwt_audience)
 
 
 # Queues.
@@ -219,7 +245,12 @@ def delivery_service() -> DeliveryService:
     """The delivery log and the test fire of the API (the HTTP client is built on the first test fire)."""
     from functions.api.delivery_service import DeliveryService
 
-    return DeliveryService(postbacks=postback_service(), deliveries=delivery_repository(), test_fire=postback_test_fire)
+    return DeliveryService(
+        postbacks=postback_service(),
+        deliveries=delivery_repository(),
+        test_fire=postback_test_fire,
+        affiliate_restricted_placeholders=settings().affiliate_restricted_placeholders,
+    )
 
 
 def build_conversion_evaluator(
@@ -279,6 +310,7 @@ def delivery_sender() -> DeliverySender:
 
 _GETTERS = (
     settings,
+    token_rules,
     sqs_client,
     dynamodb_streams_client,
     egress_policy,

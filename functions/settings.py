@@ -13,9 +13,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-LOCAL_STAGES = frozenset({"local", "test"})
+from functions.core.metadata import overlaps_metadata
+
 DEFAULT_JWT_SECRET = "local-dev-secret-change-me-0123456789"
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+MIN_JWT_SECRET_BYTES = 32
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -51,8 +53,29 @@ def _float(environ: Mapping[str, str], name: str, default: float, minimum: float
     return value
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = _env(environ, name, "0").lower()
+    if raw in ("0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def weak_jwt_secret_problem(secret: str) -> str | None:
+    """Why `secret` may not sign API tokens outside local mode, or None when it is strong enough."""
+    if secret == DEFAULT_JWT_SECRET:
+        return "is the public local default"
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        return f"is shorter than {MIN_JWT_SECRET_BYTES} bytes"
+    return None
+
+
 def parse_private_targets(raw: str) -> tuple[Network, ...]:
-    """`POSTBACKS_ALLOW_PRIVATE_TARGETS`: `1` (loopback), `0`/empty (none) or a CIDR list."""
+    """`POSTBACKS_ALLOW_PRIVATE_TARGETS`: `1` (loopback), `0`/empty (none) or a CIDR list.
+
+    A range that includes any cloud metadata address (`functions.core.metadata`) is refused.
+    """
     raw = raw.strip()
     if raw in ("", "0"):
         return ()
@@ -69,6 +92,11 @@ def parse_private_targets(raw: str) -> tuple[Network, ...]:
             raise SettingsError(
                 f"POSTBACKS_ALLOW_PRIVATE_TARGETS: {part!r} is not a CIDR (use 1, 0 or a CIDR list)"
             ) from exc
+        if overlaps_metadata(networks[-1]):
+            raise SettingsError(
+                f"POSTBACKS_ALLOW_PRIVATE_TARGETS: {part!r} includes cloud metadata addresses "
+                "(169.254.0.0/16, fd00:ec2::/32), which are never allowed"
+            )
     return tuple(networks)
 
 
@@ -91,6 +119,8 @@ def parse_name_list(raw: str) -> frozenset[str]:
 @dataclass(frozen=True)
 class Settings:
     stage: str = "local"
+    # `POSTBACKS_LOCAL_MODE=1`: a developer's machine or the tests (`make run`, local/, tests/).
+    local_mode: bool = True
     region: str = "us-east-1"
     # Resource names (names or full queue URLs; names are resolved once per cold start).
     postbacks_table: str = "postbacks"
@@ -99,8 +129,10 @@ class Settings:
     deliveries_queue: str = "postback-deliveries"
     deliveries_dlq: str = "postback-deliveries-dlq"
     evaluator_dlq: str = "postback-evaluator-dlq"
-    # Authentication.
+    # Authentication. Outside local mode the API's HS256 secret is read from Secrets Manager
+    # (`jwt_secret_arn`, see `functions.bootstrap.token_rules`); `jwt_secret` is local mode's.
     jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_secret_arn: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     # Egress guard.
@@ -128,7 +160,7 @@ class Settings:
 
     @property
     def is_local(self) -> bool:
-        return self.stage in LOCAL_STAGES
+        return self.local_mode
 
     @property
     def retry_deadline_seconds(self) -> float:
@@ -140,14 +172,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment; raises SettingsError on a bad value."""
     env = os.environ if environ is None else environ
     stage = _env(env, "POSTBACKS_STAGE", "local")
-    secret = _env(env, "POSTBACKS_JWT_SECRET", DEFAULT_JWT_SECRET)
-    if stage not in LOCAL_STAGES and (len(secret.encode()) < 32 or secret == DEFAULT_JWT_SECRET):
-        raise SettingsError(
-            "POSTBACKS_JWT_SECRET must be at least 32 bytes and not the local default outside local mode"
-        )
+    local_mode = _flag(env, "POSTBACKS_LOCAL_MODE")
+    secret = _env(env, "POSTBACKS_JWT_SECRET", "")
+    secret_arn = _env(env, "POSTBACKS_JWT_SECRET_ARN", "") or None
+    private_targets = _env(env, "POSTBACKS_ALLOW_PRIVATE_TARGETS", "")
+    if not local_mode:
+        if secret:
+            raise SettingsError(
+                "POSTBACKS_JWT_SECRET is accepted only in local mode (POSTBACKS_LOCAL_MODE=1); "
+                "elsewhere give the API the ARN of the secret in POSTBACKS_JWT_SECRET_ARN"
+            )
+        if parse_private_targets(private_targets):
+            raise SettingsError(
+                "POSTBACKS_ALLOW_PRIVATE_TARGETS is accepted only in local mode (POSTBACKS_LOCAL_MODE=1): "
+                "outside it every postback target must be public"
+            )
+    if secret_arn is not None and not secret_arn.startswith("arn:"):
+        raise SettingsError(f"POSTBACKS_JWT_SECRET_ARN must be a Secrets Manager ARN, got {secret_arn!r}")
     restricted = _env(env, "POSTBACKS_AFFILIATE_RESTRICTED_PLACEHOLDERS", "")
     return Settings(
         stage=stage,
+        local_mode=local_mode,
         region=_env(env, "AWS_REGION", _env(env, "AWS_DEFAULT_REGION", "us-east-1")),
         postbacks_table=_env(env, "POSTBACKS_TABLE", "postbacks"),
         deliveries_table=_env(env, "POSTBACKS_DELIVERIES_TABLE", "postback-deliveries"),
@@ -155,10 +200,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         deliveries_queue=_env(env, "POSTBACKS_DELIVERIES_QUEUE", "postback-deliveries"),
         deliveries_dlq=_env(env, "POSTBACKS_DELIVERIES_DLQ", "postback-deliveries-dlq"),
         evaluator_dlq=_env(env, "POSTBACKS_EVALUATOR_DLQ", "postback-evaluator-dlq"),
-        jwt_secret=secret,
+        jwt_secret=secret or DEFAULT_JWT_SECRET,
+        jwt_secret_arn=secret_arn,
         jwt_issuer=env.get("POSTBACKS_JWT_ISSUER") or None,
         jwt_audience=env.get("POSTBACKS_JWT_AUDIENCE") or None,
-        allow_private_targets=parse_private_targets(_env(env, "POSTBACKS_ALLOW_PRIVATE_TARGETS", "")),
+        allow_private_targets=parse_private_targets(private_targets),
         allowed_ports=parse_ports(_env(env, "POSTBACKS_ALLOWED_PORTS", "80,443,8080,8443")),
         affiliate_restricted_placeholders=parse_name_list(restricted),
         max_postbacks_per_affiliate=_int(env, "POSTBACKS_MAX_POSTBACKS_PER_AFFILIATE", 100, 1),

@@ -16,6 +16,7 @@ REGION = "us-east-1"
 # Defaults `make run` relies on; each applies only where the variable is unset.
 ENVIRONMENT_DEFAULTS: Mapping[str, str] = {
     "POSTBACKS_STAGE": "local",
+    "POSTBACKS_LOCAL_MODE": "1",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
     "AWS_ACCESS_KEY_ID": "testing",

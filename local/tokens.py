@@ -7,6 +7,7 @@ python -m local.tokens --affiliate aff-42    # a token of affiliate aff-42
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jwt
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--affiliate", metavar="AFFILIATE_ID", help="mint an affiliate token instead of an admin one")
     parser.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="lifetime in seconds")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    # Tokens for the local stack: read its settings in local mode, as `make run` does.
+    settings = load_settings({**os.environ, "POSTBACKS_LOCAL_MODE": os.environ.get("POSTBACKS_LOCAL_MODE") or "1"})
     if args.affiliate:
         print(
             mint_token(

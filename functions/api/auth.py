@@ -2,17 +2,23 @@
 
 `verify_token` is the one verification. It runs in two places:
 
-- in every route, through `authenticate(request, settings)`, so a missing or bad token gives a
+- in every route, through `authenticate(request, rules)`, so a missing or bad token gives a
   401 problem document everywhere (the test client, `chalice local`, AWS);
 - in `jwt_authorizer`, the Chalice custom authorizer that API Gateway runs in front of the routes
-  when the API is packaged with `POSTBACKS_API_AUTHORIZER=1`. Its context (`role`,
-  `affiliate_id`) reaches the routes as `request.context['authorizer']`, which `authenticate`
-  prefers: clients cannot set it, API Gateway does.
+  when the API is packaged with `POSTBACKS_API_AUTHORIZER=1`. API Gateway caches its decision for
+  a token (`AUTHORIZER_CACHE_SECONDS`); the route verifies the token again, so a cached decision
+  never outlives the token's `exp`.
+
+A token must carry `sub`, `role`, `exp` and `iat`, live at most `MAX_TOKEN_LIFETIME_SECONDS`
+(`exp - iat`), and carry `iss` / `aud` equal to the configured issuer / audience where those
+are set (docs/contract.md §5). The rules, with the HS256 key, are built once per cold start by
+`functions.bootstrap.token_rules` (the key comes from Secrets Manager outside local mode).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -21,10 +27,26 @@ from chalice.app import AuthRequest, AuthResponse, Request
 from functions import bootstrap
 from functions.api.blueprint import api
 from functions.api.service import Principal, Role
-from functions.settings import Settings
 
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
+MAX_TOKEN_LIFETIME_SECONDS = 86400
+# How long API Gateway reuses the authorizer's decision for one token. Each route verifies the
+# token again (so `exp` holds to the second); the cache only spares authorizer invocations.
+AUTHORIZER_CACHE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """What a bearer token is checked against: the HS256 key and the expected issuer/audience."""
+
+    secret: str
+    issuer: str | None = None
+    audience: str | None = None
+    max_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS
+
+    def __repr__(self) -> str:
+        return f"TokenRules(secret=<hidden>, issuer={self.issuer!r}, audience={self.audience!r})"
 
 
 class AuthenticationError(Exception):
@@ -63,50 +85,58 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     return Principal(subject, role, affiliate_id if isinstance(affiliate_id, str) and affiliate_id else None)
 
 
-def verify_token(token: str, settings: Settings) -> Principal:
-    """Check signature, `exp`/`nbf`/`iat` (and `iss`/`aud` when configured) and the claims."""
+def verify_token(token: str, rules: TokenRules) -> Principal:
+    """Check the signature, `exp`/`iat`/`nbf`, the lifetime, `iss`/`aud` when configured, the claims."""
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret,
+            rules.secret,
             algorithms=[ALGORITHM],
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            issuer=rules.issuer,
+            audience=rules.audience,
             leeway=LEEWAY_SECONDS,
-            options={"require": ["sub", "role"], "verify_aud": settings.jwt_audience is not None},
+            options={
+                "require": ["sub", "role", "exp", "iat"],
+                "verify_aud": rules.audience is not None,
+                "verify_iss": rules.issuer is not None,
+            },
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthenticationError("token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthenticationError("token is not valid") from exc
+    lifetime = _lifetime(claims)
+    if lifetime is None or lifetime > rules.max_lifetime_seconds:
+        raise AuthenticationError(f"token must live at most {rules.max_lifetime_seconds} seconds (exp - iat)")
     return principal_from_claims(claims)
 
 
-def authenticate(request: Request, settings: Settings) -> Principal:
-    """The caller of a route: from the API Gateway authorizer's context if it ran, else the token."""
-    context = request.context.get("authorizer") if isinstance(request.context, dict) else None
-    if isinstance(context, dict) and context.get("role"):
-        return principal_from_claims(
-            {
-                "sub": context.get("principalId"),
-                "role": context.get("role"),
-                "affiliate_id": context.get("affiliate_id"),
-            }
-        )
-    return verify_token(bearer_token(request.headers.get("authorization")), settings)
+def _lifetime(claims: Mapping[str, Any]) -> float | None:
+    issued, expires = claims.get("iat"), claims.get("exp")
+    numbers = (int, float)
+    if isinstance(issued, bool) or isinstance(expires, bool):
+        return None
+    if not isinstance(issued, numbers) or not isinstance(expires, numbers):
+        return None
+    return float(expires) - float(issued)
 
 
-def authorizer_response(auth_request: AuthRequest, settings: Settings) -> AuthResponse:
+def authenticate(request: Request, rules: TokenRules) -> Principal:
+    """The caller of a route, from its bearer token (verified here even behind the authorizer)."""
+    return verify_token(bearer_token(request.headers.get("authorization")), rules)
+
+
+def authorizer_response(auth_request: AuthRequest, rules: TokenRules) -> AuthResponse:
     """The authorizer's decision; raises `AuthorizerDenied` (401 at API Gateway) on a bad token."""
     try:
-        principal = verify_token(bearer_token(auth_request.token), settings)
+        principal = verify_token(bearer_token(auth_request.token), rules)
     except AuthenticationError as exc:
         raise AuthorizerDenied() from exc
     context = {"role": principal.role.value, "affiliate_id": principal.affiliate_id or ""}
     return AuthResponse(routes=["*"], principal_id=principal.subject, context=context)
 
 
-@api.authorizer(ttl_seconds=300)
+@api.authorizer(ttl_seconds=AUTHORIZER_CACHE_SECONDS)
 def jwt_authorizer(auth_request: AuthRequest) -> AuthResponse:
     """API Gateway TOKEN authorizer (identity source: the Authorization header)."""
-    return authorizer_response(auth_request, bootstrap.settings())
+    return authorizer_response(auth_request, bootstrap.token_rules())

@@ -77,6 +77,10 @@ class UnsupportedMediaType(Exception):
     """A body in a media type other than JSON (415)."""
 
 
+class BodyTooLarge(Exception):
+    """A request body over the API's size limit (413)."""
+
+
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
     ValidationFailed,
     AuthenticationError,
@@ -86,6 +90,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     PreconditionFailed,
     MalformedRequest,
     UnsupportedMediaType,
+    BodyTooLarge,
     StoreBusy,
 )
 
@@ -115,6 +120,8 @@ def problem_for(exc: Exception) -> Response:
         return problem(400, str(exc), slug="malformed-request", title="Malformed request")
     if isinstance(exc, UnsupportedMediaType):
         return problem(415, str(exc))
+    if isinstance(exc, BodyTooLarge):
+        return problem(413, str(exc), slug="body-too-large", title="Body too large")
     if isinstance(exc, StoreBusy):
         return problem(
             503,

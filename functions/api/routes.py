@@ -19,13 +19,17 @@ from chalice.app import Request, Response
 from functions import bootstrap, settings
 from functions.api.auth import authenticate, jwt_authorizer
 from functions.api.blueprint import api
-from functions.api.errors import MalformedRequest, UnsupportedMediaType, maps_errors
+from functions.api.errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType, maps_errors
 from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
 from functions.core.placeholders import CATALOGUE
 
 JSON_CONTENT_TYPES = ["application/json", "application/merge-patch+json"]
+# The largest request body read (413 beyond): the largest valid postback (500 offer IDs of 128
+# characters and a 2,048-character URL) is about 70 KB, so 256 KiB leaves room and bounds the
+# parser's work. Nesting deeper than the parser's recursion limit is a 400, never a 500.
+MAX_BODY_BYTES = 256 * 1024
 # Routes that need a token; API Gateway runs the authorizer in front of them when packaged with it.
 PROTECTED: dict[str, Any] = {"authorizer": jwt_authorizer} if settings.API_AUTHORIZER else {}
 
@@ -39,13 +43,15 @@ def current_request() -> Request:
 
 def caller() -> Principal:
     """The authenticated caller of the current request (401 problem if there is none)."""
-    return authenticate(current_request(), bootstrap.settings())
+    return authenticate(current_request(), bootstrap.token_rules())
 
 
 def json_body() -> Any:
     """The request body parsed as JSON (400 problem if it is missing or not JSON)."""
     request = current_request()
     raw = request.raw_body
+    if raw and len(raw) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"The body must be at most {MAX_BODY_BYTES} bytes.")
     if not raw or not raw.strip():
         raise MalformedRequest("A JSON body is required.")
     content_type = (request.headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
@@ -53,6 +59,8 @@ def json_body() -> Any:
         raise UnsupportedMediaType("Send the body as application/json.")
     try:
         return json.loads(raw)
+    except RecursionError as exc:
+        raise MalformedRequest("The body is nested too deeply.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest("The body is not valid JSON.") from exc
 

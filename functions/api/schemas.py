@@ -116,6 +116,8 @@ class PostbackOut(BaseModel):
     created_at: str = Field(description="ISO 8601 UTC")
     updated_at: str = Field(description="ISO 8601 UTC")
     version: int = Field(description="Increments on every change; the ETag of the resource")
+    created_by: str | None = Field(description="The `sub` of the caller that created it (read-only)")
+    updated_by: str | None = Field(description="The `sub` of the caller that last changed it (read-only)")
     last_success_at: str | None = Field(description="When a delivery last succeeded")
     consecutive_failures: int = Field(description="Dead-lettered deliveries since the last success")
     last_failure_reason: str | None
@@ -135,6 +137,8 @@ class PostbackOut(BaseModel):
             created_at=postback.created_at,
             updated_at=postback.updated_at,
             version=postback.version,
+            created_by=postback.created_by,
+            updated_by=postback.updated_by,
             last_success_at=postback.last_success_at,
             consecutive_failures=postback.consecutive_failures,
             last_failure_reason=postback.last_failure_reason,

@@ -5,7 +5,9 @@ objects or raises the typed errors below (mapped to HTTP in `functions.api.error
 
 Authorization: an admin acts for any affiliate; an affiliate only for itself. Another affiliate's
 postback is reported as not found (its existence is never revealed); creating or listing for
-another affiliate is forbidden.
+another affiliate is forbidden. Restricted placeholders stay the network's decision: an affiliate
+not allowed the ones a postback's URL uses (an admin put them there) may only disable or delete
+it (`restricted_in_use`). Every change is written to the audit log (`functions.audit`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from pydantic import BaseModel, ValidationError
 
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
 from functions.api.schemas import PostbackCreate, PostbackPatch
+from functions.audit import log_postback_action
 from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED
 from functions.core.egress import EgressPolicy
 from functions.core.matching import offer_in_scope
 from functions.core.model import Postback, Scope, format_timestamp, new_postback_id, utc_now
-from functions.core.placeholders import BY_NAME, allowed_for
+from functions.core.placeholders import BY_NAME, RESTRICTED_NAMES, allowed_for, placeholders_in
 from functions.core.validation import FieldError, PostbackFields, ValidationFailed, ValidationRules, validate_postback
 from functions.settings import Settings
 from functions.storage.postbacks import (
@@ -146,7 +149,10 @@ def _well_typed(body: Mapping[str, Any], errors: list[FieldError]) -> PostbackPa
 
 
 def parse_if_match(header: str | None) -> list[int | None] | None:
-    """The versions an `If-Match` header accepts (None: `*`); quoted, unquoted and `W/` forms."""
+    """The versions an `If-Match` header accepts (None: `*`); quoted or unquoted strong tags.
+
+    `If-Match` uses the strong comparison (RFC 9110 §13.1.1): a weak tag (`W/"1"`) never matches.
+    """
     if header is None or not header.strip():
         return None
     versions: list[int | None] = []
@@ -155,10 +161,23 @@ def parse_if_match(header: str | None) -> list[int | None] | None:
         if tag == "*":
             versions.append(None)
             continue
-        tag = tag.removeprefix("W/").strip().strip('"')
+        if tag[:2].upper() == "W/":
+            continue
+        tag = tag.strip('"')
         if tag.isdigit():
             versions.append(int(tag))
     return versions
+
+
+def restricted_in_use(caller: Principal, url: str, affiliate_allowed: frozenset[str]) -> list[str]:
+    """The restricted placeholders `url` uses that `caller` may not use (none for an admin)."""
+    allowed = allowed_for(caller.is_admin, affiliate_allowed)
+    return [name for name in dict.fromkeys(placeholders_in(url)) if name in RESTRICTED_NAMES and name not in allowed]
+
+
+def only_disables(body: Mapping[str, Any]) -> bool:
+    """True for a PATCH body that changes nothing or only sets `enabled` to false."""
+    return set(body) <= {"enabled"} and body.get("enabled", False) is False
 
 
 class PostbackService:
@@ -240,13 +259,17 @@ class PostbackService:
             created_at=now,
             updated_at=now,
             version=1,
+            created_by=caller.subject,
+            updated_by=caller.subject,
         )
         try:
-            return self._repository.create(postback, self._settings.max_postbacks_per_affiliate)
+            created = self._repository.create(postback, self._settings.max_postbacks_per_affiliate)
         except QuotaExceeded as exc:
             raise LimitReached(
                 f"affiliate {affiliate_id} already has the maximum of {exc.limit} postbacks; delete one first"
             ) from exc
+        _audit("create", caller, created)
+        return created
 
     def _owner_for_create(self, caller: Principal, requested: Any, errors: list[FieldError]) -> str | None:
         """The affiliate a new postback belongs to; adds to `errors` when it cannot be determined."""
@@ -319,6 +342,13 @@ class PostbackService:
         accepted_versions = parse_if_match(if_match)
         for _ in range(UPDATE_ATTEMPTS):
             current = self._visible(caller, postback_id)
+            locked = restricted_in_use(caller, current.url, self._settings.affiliate_restricted_placeholders)
+            if locked and not only_disables(body):
+                names = ", ".join(f"{{{name}}}" for name in locked)
+                raise Forbidden(
+                    f"this postback's URL uses restricted placeholders ({names}) the network chose; "
+                    "an affiliate may only disable it (enabled: false) or delete it"
+                )
             if accepted_versions is not None and not any(
                 version is None or version == current.version for version in accepted_versions
             ):
@@ -333,6 +363,7 @@ class PostbackService:
                 if accepted_versions is not None:
                     raise PreconditionFailed("the postback was changed by another request") from exc
                 continue
+            _audit("update", caller, updated)
             if current.enabled and not updated.enabled:
                 self._cancel_waiting(updated, REASON_POSTBACK_DISABLED)
             return updated
@@ -368,6 +399,7 @@ class PostbackService:
             url=str(values["url"]),
             enabled=bool(values["enabled"]),
             updated_at=format_timestamp(self._clock()),
+            updated_by=caller.subject,
         )
 
     def delete(self, caller: Principal, postback_id: str) -> None:
@@ -376,6 +408,7 @@ class PostbackService:
             self._repository.delete(postback)
         except PostbackGone as exc:
             raise PostbackNotFound(postback_id) from exc
+        _audit("delete", caller, postback)
         self._cancel_waiting(postback, REASON_POSTBACK_DELETED)
 
     def _cancel_waiting(self, postback: Postback, reason: str) -> None:
@@ -390,3 +423,13 @@ class PostbackService:
         now = self._clock()
         since = now - timedelta(seconds=self._settings.retry_deadline_seconds) - timedelta(days=1)
         self._waiting_deliveries.cancel_waiting_for_postback(postback.id, reason, now, since)
+
+
+def _audit(action: str, caller: Principal, postback: Postback) -> None:
+    log_postback_action(
+        action=action,
+        subject=caller.subject,
+        role=caller.role.value,
+        postback_id=postback.id,
+        affiliate_id=postback.affiliate_id,
+    )

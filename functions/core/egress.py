@@ -23,6 +23,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import idna
 
+from functions.core.metadata import is_metadata_address
+
 IPAddress = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 
@@ -105,6 +107,9 @@ class EgressPolicy:
         return self.in_allowed_private(IPv4Address("127.0.0.1")) and self.in_allowed_private(IPv6Address("::1"))
 
     def in_allowed_private(self, address: IPAddress) -> bool:
+        """True when an explicitly allowed range holds `address`; never for a metadata address."""
+        if is_metadata_address(address):
+            return False
         candidates: list[IPAddress] = [address]
         if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
             candidates.append(address.ipv4_mapped)
@@ -267,6 +272,22 @@ def _looks_numeric(name: str) -> bool:
     return bool(last) and bool(_NUMERIC_LABEL.match(last))
 
 
+def _uts46_mapped(host: str) -> str:
+    """`host` after UTS 46 mapping (what the IDNA encoding would see), for the IP literal checks.
+
+    Full-width digits and dots, the ideographic full stop (U+3002) and the like map to ASCII, and
+    a resolver would read the result as an IPv4 address; the literal checks must see that form,
+    so that the answer when a URL is saved is the one given before a GET. A host that cannot be
+    mapped is left as written (the name check refuses it).
+    """
+    if host.isascii():
+        return host
+    try:
+        return str(idna.uts46_remap(host, std3_rules=False, transitional=False))
+    except (idna.IDNAError, ValueError):
+        return host
+
+
 def parse_host(host: str) -> tuple[str, IPAddress | None]:
     """(normalised host, IP literal or None); raises InvalidUrl for anything not canonical."""
     if not host:
@@ -274,6 +295,17 @@ def parse_host(host: str) -> tuple[str, IPAddress | None]:
     if host.startswith("["):
         v6 = _parse_ipv6_literal(host)
         return str(v6), v6
+    mapped = _uts46_mapped(host)
+    if mapped != host and (_CANONICAL_IPV4.match(mapped) or _looks_numeric(mapped)):
+        # An IPv4 address in another script's digits or dots: never canonical.
+        reason = ""
+        if _CANONICAL_IPV4.match(mapped):
+            blocked = blocked_reason(IPv4Address(mapped))
+            reason = f" (it reads as {mapped}, {blocked})" if blocked else f" (it reads as {mapped})"
+        raise InvalidUrl(
+            "an IPv4 address must be written in canonical dotted-decimal ASCII form (e.g. 203.0.113.7)" + reason,
+            forbidden=True,
+        )
     if _CANONICAL_IPV4.match(host):
         return host, IPv4Address(host)
     if _looks_numeric(host):

@@ -69,6 +69,9 @@ class Postback:
     consecutive_failures: int = 0
     last_failure_reason: str | None = None
     last_failure_at: str | None = None
+    # Audit: the `sub` of the caller that created it and of the one that last changed it.
+    created_by: str | None = None
+    updated_by: str | None = None
 
 
 @dataclass(frozen=True)

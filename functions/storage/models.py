@@ -89,6 +89,8 @@ class PostbackModel(Model):
     enabled = BooleanAttribute(null=True)
     created_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute(null=True)
+    updated_by = UnicodeAttribute(null=True)
     version = VersionAttribute()
     # Health, maintained by the sender.
     last_success_at = UnicodeAttribute(null=True)

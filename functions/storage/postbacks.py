@@ -104,6 +104,8 @@ def to_domain(item: PostbackModel) -> Postback:
         consecutive_failures=int(item.consecutive_failures or 0),
         last_failure_reason=item.last_failure_reason,
         last_failure_at=item.last_failure_at,
+        created_by=item.created_by,
+        updated_by=item.updated_by,
     )
 
 
@@ -126,6 +128,8 @@ def new_item(postback: Postback, model: type[PostbackModel] = PostbackModel) -> 
         enabled=postback.enabled,
         created_at=postback.created_at,
         updated_at=postback.updated_at,
+        created_by=postback.created_by,
+        updated_by=postback.updated_by,
         consecutive_failures=0,
     )
 
@@ -237,6 +241,8 @@ class PostbackRepository:
                 model.enabled.set(postback.enabled),
                 model.updated_at.set(postback.updated_at),
             ]
+            if postback.updated_by is not None:
+                actions.append(model.updated_by.set(postback.updated_by))
             # `add_version_condition` (the default) adds `version = expected_version` and `version + 1`.
             transaction.update(
                 model(postback.id, version=expected_version), actions=actions, condition=model.postback_id.exists()

@@ -36,6 +36,7 @@ def stack_environment(moto_port: int, api_port: int, **overrides: str) -> dict[s
             "MOTO_PORT": str(moto_port),
             "API_PORT": str(api_port),
             "POSTBACKS_STAGE": "local",
+            "POSTBACKS_LOCAL_MODE": "1",
             "POSTBACKS_ALLOW_PRIVATE_TARGETS": "1",
             "POSTBACKS_RETRY_BASE_SECONDS": "0.05",
             "POSTBACKS_RULES_CACHE_SECONDS": "0",

@@ -8,7 +8,9 @@ of the policies attached to that function's role (`tests.support.iam_policies`):
 
 - api (`app` through `chalice.test.Client`): create, list (admin and affiliate), get, patch,
   disable and delete with the cancellation of waiting deliveries, the delivery log, a test fire
-  to a loopback receiver;
+  to a loopback receiver; and, configured as in AWS (local mode off), a request whose token is
+  verified with the signing secret read from Secrets Manager;
+- authorizer (`jwt_authorizer`), configured as in AWS: a token verified with that secret;
 - evaluator (`on_conversion_change`): records that fire, a malformed record (dead-lettered), a
   redelivered record (the delivery already exists);
 - sender (`on_delivery_message`): delivered, retried then dead-lettered when attempts run out,
@@ -21,6 +23,7 @@ Queues are configured by URL, as the template's `Ref`s give them to the function
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -43,7 +46,7 @@ from functions.settings import load_settings
 from functions.storage.models import RULES_VERSION_KEY, DeliveryModel
 from functions.storage.postbacks import new_item
 from infrastructure.resources import TABLES, create_all, load_template
-from tests.support.api_client import ADMIN, AFF_A, Api, body_of
+from tests.support.api_client import ADMIN, AFF_A, Api, auth, body_of, token
 from tests.support.aws_calls import AwsCall, AwsCallLog, calls_of
 from tests.support.conversions import BEFORE_CHANGES, conversion, postback
 from tests.support.iam_policies import FUNCTIONS, ResourceNames, Statement, role_statements, uncovered
@@ -268,14 +271,80 @@ def sender_calls(tracker: str) -> Calls:
     return log.calls
 
 
-@pytest.fixture(scope="module")
-def recorded(api_calls: Calls, evaluator_calls: Calls, sender_calls: Calls) -> dict[str, Calls]:
-    return {"api": api_calls, "evaluator": evaluator_calls, "sender": sender_calls}
+TOKEN_SECRET = "a-signing-secret-of-at-least-32-bytes-0123456789"
+
+
+@contextmanager
+def deployed_token_world() -> Iterator[tuple[World, str]]:
+    """`fresh_world` configured as in AWS: local mode off, the token secret in Secrets Manager."""
+    with fresh_world() as w, pytest.MonkeyPatch.context() as monkeypatch:
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        arn = secrets.create_secret(Name="postbacks/test/jwt-secret", SecretString=TOKEN_SECRET)["ARN"]
+        monkeypatch.setenv("POSTBACKS_LOCAL_MODE", "0")
+        monkeypatch.delenv("POSTBACKS_ALLOW_PRIVATE_TARGETS", raising=False)
+        monkeypatch.setenv("POSTBACKS_JWT_SECRET_ARN", arn)
+        bootstrap.reset()
+        yield w, arn
+
+
+def _deployed_token() -> str:
+    return token("admin", secret=TOKEN_SECRET)
 
 
 @pytest.fixture(scope="module")
-def names() -> ResourceNames:
-    return ResourceNames.of(load_settings(), load_template())
+def api_secret_calls() -> tuple[Calls, str]:
+    log = AwsCallLog()
+    with log.installed(), deployed_token_world() as (_, arn):
+        from app import app
+
+        with Client(app) as test_client, log.recording():
+            response = Api(test_client).request("GET", "/postbacks", auth(_deployed_token()))
+        assert response.status_code == 200, response.body
+    return log.calls, arn
+
+
+@pytest.fixture(scope="module")
+def authorizer_calls() -> tuple[Calls, str]:
+    from chalice.app import AuthRequest
+
+    from functions.api.auth import authorizer_response
+
+    log = AwsCallLog()
+    with log.installed(), deployed_token_world() as (_, arn), log.recording():
+        request = AuthRequest("TOKEN", f"Bearer {_deployed_token()}", "arn:aws:execute-api:us-east-1:1:a/api/GET/x")
+        assert authorizer_response(request, bootstrap.token_rules()).principal_id == "user-admin-None"
+    return log.calls, arn
+
+
+@pytest.fixture(scope="module")
+def recorded(
+    api_calls: Calls,
+    api_secret_calls: tuple[Calls, str],
+    authorizer_calls: tuple[Calls, str],
+    evaluator_calls: Calls,
+    sender_calls: Calls,
+) -> dict[str, Calls]:
+    return {
+        "api": api_calls + api_secret_calls[0],
+        "authorizer": authorizer_calls[0],
+        "evaluator": evaluator_calls,
+        "sender": sender_calls,
+    }
+
+
+@pytest.fixture(scope="module")
+def names(api_secret_calls: tuple[Calls, str], authorizer_calls: tuple[Calls, str]) -> ResourceNames:
+    secrets = {api_secret_calls[1]: "JwtSecretArn", authorizer_calls[1]: "JwtSecretArn"}
+    return dataclasses.replace(ResourceNames.of(load_settings(), load_template()), secrets=secrets)
+
+
+def test_the_api_and_the_authorizer_read_the_signing_secret_from_secrets_manager(
+    recorded: dict[str, Calls], names: ResourceNames
+) -> None:
+    for function in ("api", "authorizer"):
+        assert ("secretsmanager:GetSecretValue", "${JwtSecretArn}") in _actions_on(recorded[function], names)
+    for function in ("evaluator", "sender"):
+        assert not any(call.service == "secretsmanager" for call in recorded[function])
 
 
 def _actions_on(calls: Calls, names: ResourceNames) -> set[tuple[str, str]]:
@@ -474,10 +543,14 @@ def test_a_call_on_a_table_outside_the_template_is_reported(names: ResourceNames
 
 def test_statements_are_read_from_the_policies_attached_to_each_role() -> None:
     template = load_template()
+    own_policies = {"api": "ApiPolicy", "evaluator": "EvaluatorPolicy", "sender": "SenderPolicy"}
     for function, (_, role) in FUNCTIONS.items():
         statements: list[Statement] = role_statements(template, role)
         assert statements, function
-        assert {s.policy for s in statements} == {f"{function.capitalize()}Policy"}
+        expected = {f"{role}/{role}Policy"} | ({own_policies[function]} if function in own_policies else set())
+        if function in ("api", "authorizer"):
+            expected.add("TokenSecretPolicy")
+        assert {s.policy for s in statements} == expected
     # Deny statements are not modelled by the checker: the template has none.
     policies = [v for v in template["Resources"].values() if v.get("Type") == "AWS::IAM::Policy"]
     assert all(s["Effect"] == "Allow" for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"])

@@ -208,7 +208,7 @@ def test_handlers_import_from_the_zip_with_only_the_runtime_sdk_beside_it(packag
     result = subprocess.run(
         [sys.executable, "-S", "-c", script, str(code), str(runtime)],
         cwd=tmp_path,
-        env={"AWS_DEFAULT_REGION": "us-east-1", "POSTBACKS_STAGE": "test", "PATH": "/usr/bin:/bin"},
+        env={"AWS_DEFAULT_REGION": "us-east-1", "POSTBACKS_LOCAL_MODE": "1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -243,3 +243,33 @@ def test_gateway_answers_are_problem_documents(sam: dict[str, Any]) -> None:
         assert response["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
     assert responses["UNAUTHORIZED"]["StatusCode"] == "401"
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+
+
+def test_the_authorizer_caches_a_decision_for_at_most_a_minute(sam: dict[str, Any]) -> None:
+    body = sam["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    authorizer = body["securityDefinitions"]["jwt_authorizer"]["x-amazon-apigateway-authorizer"]
+    assert 0 < authorizer["authorizerResultTtlInSeconds"] <= 60
+
+
+def test_generated_roles_write_only_their_functions_log_groups(sam: dict[str, Any]) -> None:
+    text = json.dumps(sam)
+    assert "arn:*:logs:*:*:*" not in text
+    for function, role in (
+        ("APIHandler", "ApiHandlerRole"),
+        ("JwtAuthorizer", "JwtAuthorizerRole"),
+        ("OnConversionChange", "OnConversionChangeRole"),
+        ("OnDeliveryMessage", "OnDeliveryMessageRole"),
+    ):
+        name = sam["Resources"][function]["Properties"]["FunctionName"]["Fn::Sub"]
+        [policy] = sam["Resources"][role]["Properties"]["Policies"]
+        for resource in policy["PolicyDocument"]["Statement"][0]["Resource"]:
+            assert resource["Fn::Sub"].split("log-group:/aws/lambda/")[1].removesuffix(":*") == name
+
+
+def test_the_signing_secret_reaches_only_the_api_and_authorizer_by_arn(sam: dict[str, Any]) -> None:
+    assert "POSTBACKS_JWT_SECRET" not in sam["Globals"]["Function"]["Environment"]["Variables"]
+    for function in ("APIHandler", "JwtAuthorizer"):
+        variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["POSTBACKS_JWT_SECRET_ARN"] == {"Ref": "JwtSecretArn"}
+    for function in ("OnConversionChange", "OnDeliveryMessage"):
+        assert "Environment" not in sam["Resources"][function]["Properties"]

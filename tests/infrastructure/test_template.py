@@ -140,8 +140,16 @@ def test_both_event_sources_report_partial_batch_failures() -> None:
     assert queue["BatchSize"] <= 10 and queue["ScalingConfig"]["MaximumConcurrency"] >= 2
 
 
+def _function_variables(logical_id: str) -> dict[str, Any]:
+    props = load_template()["Resources"].get(logical_id, {}).get("Properties", {})
+    variables: dict[str, Any] = props.get("Environment", {}).get("Variables", {})
+    return variables
+
+
 def test_every_environment_variable_of_the_functions_is_read_by_the_settings_module() -> None:
-    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    variables = dict(load_template()["Globals"]["Function"]["Environment"]["Variables"])
+    for function in FUNCTIONS:
+        variables.update(_function_variables(function))
     source = (ROOT / "functions" / "settings.py").read_text()
     read = set(re.findall(r'"(POSTBACKS_[A-Z_]+)"', source))
     assert set(variables) <= read
@@ -152,8 +160,92 @@ def test_every_environment_variable_of_the_functions_is_read_by_the_settings_mod
         "POSTBACKS_DELIVERIES_QUEUE",
         "POSTBACKS_DELIVERIES_DLQ",
         "POSTBACKS_EVALUATOR_DLQ",
-        "POSTBACKS_JWT_SECRET",
+        "POSTBACKS_JWT_SECRET_ARN",
     } <= set(variables)
+
+
+# Security: the signing secret, log permissions, stage names (docs/security.md).
+
+FUNCTIONS = {
+    "APIHandler": ("ApiHandlerRole", "api"),
+    "JwtAuthorizer": ("JwtAuthorizerRole", "authorizer"),
+    "OnConversionChange": ("OnConversionChangeRole", "on-conversion-change"),
+    "OnDeliveryMessage": ("OnDeliveryMessageRole", "on-delivery-message"),
+}
+
+
+def test_no_function_gets_a_signing_secret_in_its_environment() -> None:
+    template = load_template()
+    assert "JwtSecret" not in template["Parameters"]
+    for variables in [template["Globals"]["Function"]["Environment"]["Variables"]] + [
+        _function_variables(function) for function in FUNCTIONS
+    ]:
+        assert "POSTBACKS_JWT_SECRET" not in variables
+
+
+def test_only_the_api_and_the_authorizer_are_told_where_the_secret_is() -> None:
+    for function in ("APIHandler", "JwtAuthorizer"):
+        assert _function_variables(function)["POSTBACKS_JWT_SECRET_ARN"] == {"Ref": "JwtSecretArn"}
+    for function in ("OnConversionChange", "OnDeliveryMessage"):
+        assert "POSTBACKS_JWT_SECRET_ARN" not in _function_variables(function)
+    assert "POSTBACKS_JWT_SECRET_ARN" not in load_template()["Globals"]["Function"]["Environment"]["Variables"]
+
+
+def test_only_the_api_and_authorizer_roles_may_read_the_secret_and_only_that_one() -> None:
+    readers = []
+    for logical_id, definition in load_template()["Resources"].items():
+        document = json.dumps(definition)
+        if "secretsmanager:" in document:
+            readers.append(logical_id)
+            props = definition["Properties"]
+            assert props["Roles"] == [{"Ref": "ApiHandlerRole"}, {"Ref": "JwtAuthorizerRole"}]
+            [statement] = props["PolicyDocument"]["Statement"]
+            assert statement["Action"] == ["secretsmanager:GetSecretValue"]
+            assert statement["Resource"] == {"Ref": "JwtSecretArn"}
+    assert readers == ["TokenSecretPolicy"]
+
+
+def test_the_secret_arn_parameter_accepts_only_secrets_manager_arns() -> None:
+    pattern = re.compile(load_template()["Parameters"]["JwtSecretArn"]["AllowedPattern"])
+    assert pattern.match("arn:aws:secretsmanager:eu-west-1:123456789012:secret:postbacks/prod/jwt-secret-AbCdEf")
+    assert not pattern.match("postbacks/prod/jwt-secret")
+    assert not pattern.match("arn:aws:ssm:eu-west-1:123456789012:parameter/jwt")
+
+
+@pytest.mark.parametrize(("function", "role_and_name"), FUNCTIONS.items())
+def test_each_function_may_write_only_its_own_log_group(function: str, role_and_name: tuple[str, str]) -> None:
+    role, name = role_and_name
+    resources = load_template()["Resources"]
+    assert resources[function]["Properties"]["FunctionName"] == {"Fn::Sub": f"postbacks-${{Stage}}-{name}"}
+    [policy] = resources[role]["Properties"]["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    account = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+    group = account + ":log-group:/aws/lambda/postbacks-${Stage}-" + name
+    assert statement["Resource"] == [{"Fn::Sub": group}, {"Fn::Sub": group + ":*"}]
+    assert set(statement["Action"]) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_no_policy_of_the_project_allows_every_log_group() -> None:
+    for text in (
+        (ROOT / "infrastructure" / "template.json").read_text(),
+        (ROOT / ".chalice" / "policy-logs.json").read_text(),
+    ):
+        assert "arn:*:logs:*:*:*" not in text
+        assert '"logs:*"' not in text
+
+
+def test_the_stage_names_of_local_setups_are_refused() -> None:
+    rule = load_template()["Rules"]["NoLocalStageNames"]
+    [assertion] = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Contains": [["local", "test"], {"Ref": "Stage"}]}]}
+    assert "RuleCondition" not in rule
+
+
+def test_make_deploy_passes_the_secret_arn_never_its_value() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    deploy = makefile[makefile.index("\ndeploy:") : makefile.index("\n## make bench")]
+    assert "get-secret-value" not in deploy and "SecretString" not in deploy
+    assert 'JwtSecretArn="$$(aws secretsmanager describe-secret --secret-id $(JWT_SECRET_ID) --query ARN' in deploy
 
 
 def test_alarms_notify_the_on_call_topic() -> None:

@@ -205,6 +205,9 @@ def calls_of(service: str, operation: str, params: Mapping[str, Any]) -> list[Aw
         return dynamodb_calls(operation, params)
     if service == "sqs":
         return sqs_calls(operation, params)
+    if service == "secretsmanager":
+        secret = str(params.get("SecretId", ""))
+        return [AwsCall(service=service, operation=operation, resource=secret, api_operation=operation)]
     return [AwsCall(service=service, operation=operation, resource="", api_operation=operation)]
 
 

@@ -23,6 +23,7 @@ the template has none (a test asserts it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from tests.support.aws_calls import AwsCall
 # Chalice's logical IDs: the function and the role `chalice package` gives it.
 FUNCTIONS: Mapping[str, tuple[str, str]] = {
     "api": ("APIHandler", "ApiHandlerRole"),
+    "authorizer": ("JwtAuthorizer", "JwtAuthorizerRole"),
     "evaluator": ("OnConversionChange", "OnConversionChangeRole"),
     "sender": ("OnDeliveryMessage", "OnDeliveryMessageRole"),
 }
@@ -117,7 +119,7 @@ def role_statements(template: Mapping[str, Any], role: str) -> list[Statement]:
         props = definition.get("Properties", {})
         if kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and {"Ref": role} in props.get("Roles", []):
             documents.append((logical_id, props["PolicyDocument"]))
-        if kind == "AWS::IAM::Role" and logical_id == role:
+        if kind in ("AWS::IAM::Role", None) and logical_id == role:  # a merge entry has no Type
             documents.extend((f"{role}/{p['PolicyName']}", p["PolicyDocument"]) for p in props.get("Policies", []))
     statements: list[Statement] = []
     for policy, document in documents:
@@ -141,6 +143,7 @@ class ResourceNames:
     tables: Mapping[str, str]
     queues: Mapping[str, str]
     hash_keys: Mapping[str, str]  # table logical ID -> partition key attribute
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # secret ARN -> parameter
 
     @classmethod
     def of(cls, settings: Settings, template: Mapping[str, Any]) -> ResourceNames:
@@ -160,6 +163,7 @@ class ResourceNames:
                 for logical_id in TABLES
                 if logical_id in resources
             },
+            secrets={settings.jwt_secret_arn: "JwtSecretArn"} if settings.jwt_secret_arn else {},
         )
 
     def requirement(self, call: AwsCall) -> Requirement:
@@ -187,6 +191,10 @@ class ResourceNames:
         if call.service == "sqs":
             queue = self.queues.get(call.resource)
             resource = "${" + queue + ".Arn}" if queue else f"<queue {call.resource!r}, not a queue of the template>"
+            return Requirement(action=call.action, resource=resource, origin=call.describe())
+        if call.service == "secretsmanager":
+            parameter = self.secrets.get(call.resource)
+            resource = "${" + parameter + "}" if parameter else f"<secret {call.resource!r}, not the template's>"
             return Requirement(action=call.action, resource=resource, origin=call.describe())
         return Requirement(action=call.action, resource=call.resource or "*", origin=call.describe())
 

@@ -23,7 +23,12 @@ def _forget_components() -> Iterator[None]:
 def test_the_egress_policy_is_built_from_the_configured_ranges_and_ports() -> None:
     bootstrap.reset(
         load_settings(
-            {"POSTBACKS_ALLOW_PRIVATE_TARGETS": "1", "POSTBACKS_ALLOWED_PORTS": "443", "POSTBACKS_STAGE": "test"}
+            {
+                "POSTBACKS_ALLOW_PRIVATE_TARGETS": "1",
+                "POSTBACKS_ALLOWED_PORTS": "443",
+                "POSTBACKS_STAGE": "test",
+                "POSTBACKS_LOCAL_MODE": "1",
+            }
         )
     )
     policy = bootstrap.egress_policy()

@@ -108,7 +108,7 @@ def test_the_delivery_log_is_newest_first_and_paginated(api: Api) -> None:
 
 
 def test_a_delivery_log_item_has_the_contract_fields(api: Api) -> None:
-    postback = create_postback(api, "https://tracker.example.com/cb")
+    postback = create_postback(api, "https://tracker.example.com/cb?n=1")
     delivery_id = seed_delivery(postback["id"], 1)
 
     [item] = body_of(api.request("GET", f"/postbacks/{postback['id']}/deliveries", AFF_A))["items"]

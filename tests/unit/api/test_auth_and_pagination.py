@@ -9,7 +9,14 @@ import jwt
 import pytest
 from chalice.app import AuthRequest
 
-from functions.api.auth import AuthenticationError, AuthorizerDenied, authorizer_response, bearer_token, verify_token
+from functions.api.auth import (
+    AuthenticationError,
+    AuthorizerDenied,
+    TokenRules,
+    authorizer_response,
+    bearer_token,
+    verify_token,
+)
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
 from functions.api.service import Role, field_name, parse_if_match
 from functions.core.validation import ValidationFailed
@@ -17,12 +24,13 @@ from functions.settings import Settings
 
 pytestmark = pytest.mark.unit
 
-SETTINGS = Settings()
+SETTINGS = TokenRules(secret=Settings().jwt_secret)
 KEY = frozenset({"postback_id", "affiliate_id", "created_at"})
 
 
-def make_token(secret: str = SETTINGS.jwt_secret, **claims: Any) -> str:
-    payload: dict[str, Any] = {"sub": "u1", "role": "affiliate", "affiliate_id": "aff-1", "iat": int(time.time())}
+def make_token(secret: str = SETTINGS.secret, **claims: Any) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": "u1", "role": "affiliate", "affiliate_id": "aff-1", "iat": now, "exp": now + 600}
     payload.update(claims)
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm="HS256")
 
@@ -55,7 +63,7 @@ def test_tokens_with_bad_claims_are_refused(claims: dict[str, Any]) -> None:
 
 
 def test_issuer_and_audience_are_checked_when_configured() -> None:
-    settings = Settings(jwt_issuer="https://issuer.example", jwt_audience="postbacks")
+    settings = TokenRules(secret=SETTINGS.secret, issuer="https://issuer.example", audience="postbacks")
     good = make_token(iss="https://issuer.example", aud="postbacks")
     assert verify_token(good, settings).subject == "u1"
     for bad in (make_token(iss="https://other.example", aud="postbacks"), make_token(iss="https://issuer.example")):
@@ -137,7 +145,16 @@ def test_error_locations_become_json_field_names() -> None:
 
 @pytest.mark.parametrize(
     ("header", "versions"),
-    [(None, None), ('"3"', [3]), ("3", [3]), ('W/"3"', [3]), ('"1", "2"', [1, 2]), ("*", [None]), ('"x"', [])],
+    [
+        (None, None),
+        ('"3"', [3]),
+        ("3", [3]),
+        ('W/"3"', []),
+        ('W/"3", "3"', [3]),
+        ('"1", "2"', [1, 2]),
+        ("*", [None]),
+        ('"x"', []),
+    ],
 )
 def test_if_match_forms(header: str | None, versions: list[int | None] | None) -> None:
     assert parse_if_match(header) == versions

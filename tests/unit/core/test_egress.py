@@ -223,3 +223,40 @@ def test_port_rule_is_the_same_at_send_time() -> None:
     assert port_allowed(22, IPv4Address("127.0.0.1"), LOOPBACK)
     assert not port_allowed(22, None, LOOPBACK)
 
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://１２７.０.０.１/",  # noqa: RUF001
+        "http://127。0。0。1/",
+        "http://169。254。169。254/latest/meta-data/",
+        "http://０ｘ７ｆ．１/",  # noqa: RUF001
+        "http://１０.０.０.１/",  # noqa: RUF001
+        "http://８.８.８.８/",  # noqa: RUF001
+        "http://127．0．0．1:8080/",  # noqa: RUF001
+    ],
+)
+def test_ip_addresses_in_other_digits_or_dots_are_refused_when_saved_as_before_a_get(url: str) -> None:
+    problems = url_problems(url, DEFAULT)
+    assert problems and "canonical" in problems[0], problems
+    with pytest.raises(InvalidUrl) as refused:
+        parse_target(url)
+    assert refused.value.forbidden
+
+
+def test_the_refusal_of_a_unicode_ip_form_says_what_it_reads_as() -> None:
+    assert "127.0.0.1, a loopback address" in url_problems("http://１２７.０.０.１/", DEFAULT)[0]  # noqa: RUF001
+
+
+def test_internationalised_names_are_still_accepted() -> None:
+    assert url_problems("https://bücher.example/cb", DEFAULT) == []
+    assert url_problems("https://例え.テスト/cb", DEFAULT) == []
+
+
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "169.254.170.2", "169.254.0.1", "fd00:ec2::254", "::ffff:169.254.169.254"]
+)
+def test_no_allowed_range_lets_a_metadata_address_through(address: str) -> None:
+    everything = EgressPolicy(allowed_ports=PORTS, allow_private=(ip_network("0.0.0.0/0"), ip_network("::/0")))
+    assert not address_allowed(ip_address(address), everything)
+    assert url_problems(f"http://{address if ':' not in address else f'[{address}]'}/", everything)

@@ -6,7 +6,7 @@ import pytest
 
 from functions.core.masking import mask_everything_after_authority, mask_restricted_values
 from functions.core.placeholders import RESTRICTED_NAMES
-from functions.core.rendering import render_url
+from functions.core.rendering import ChangeValues, render_change_url
 
 pytestmark = pytest.mark.unit
 
@@ -19,6 +19,20 @@ VALUES = {
     "payout": "3",
     "conversionStatus": "approved",
 }
+
+
+class _GivenValues(ChangeValues):
+    """Fixed placeholder values instead of a conversion change's."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        dict.__init__(self, values)
+
+    def __missing__(self, name: str) -> str:
+        return ""
+
+
+def render_url(template: str, values: dict[str, str]) -> str:
+    return render_change_url(template, _GivenValues(values), postback_id="pb_1", delivery_id="dl_1")
 
 
 @pytest.mark.parametrize(

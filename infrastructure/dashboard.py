@@ -81,7 +81,8 @@ def _by_reason(metric: Metric, stat: str, expression_id: str) -> list[Any]:
         f"SEARCH('{{{NAMESPACE},{Dimension.STAGE.value},{Dimension.REASON.value}}} "
         f'MetricName="{metric.value}" {Dimension.STAGE.value}="${{Stage}}"\', \'{stat}\', {PERIOD})'
     )
-    return [{"expression": search, "id": expression_id, "label": "${!PROP('Dim.Reason')}"}]  # ${! is a literal ${ in Fn::Sub
+    # `${!` is a literal `${` in Fn::Sub: the label is CloudWatch's own substitution.
+    return [{"expression": search, "id": expression_id, "label": "${!PROP('Dim.Reason')}"}]
 
 
 def _metric_widget(
@@ -122,7 +123,7 @@ def _api(metric: str, label: str, stat: str) -> list[Any]:
 
 def widgets() -> list[dict[str, Any]]:
     """The dashboard's widgets, in rows of three (without positions)."""
-    alarms = {
+    alarms: dict[str, Any] = {
         "type": "alarm",
         "properties": {
             "title": "Alarms (each has a section in docs/runbook.md)",
@@ -143,7 +144,9 @@ def widgets() -> list[dict[str, Any]]:
                     _product(Metric.DELIVERIES_CANCELLED, "cancelled"),
                 ],
             ),
-            _metric_widget("Deliveries dead-lettered by reason", [_by_reason(Metric.DELIVERIES_DEAD_LETTERED, "Sum", "dl")]),
+            _metric_widget(
+                "Deliveries dead-lettered by reason", [_by_reason(Metric.DELIVERIES_DEAD_LETTERED, "Sum", "dl")]
+            ),
             _metric_widget(
                 "GET duration (ms)",
                 [
@@ -242,7 +245,7 @@ def widgets() -> list[dict[str, Any]]:
             _metric_widget("Lambda duration p99 (ms)", _lambda("Duration", "p99"), y_label="ms"),
         ],
     ]
-    logs = {
+    logs: dict[str, Any] = {
         "type": "log",
         "properties": {
             "title": "Recent warnings and errors (JSON logs of every function)",
@@ -296,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     rendered = _render(template)
     if args.check:
         if rendered != text:
-            print(f"{TEMPLATE_PATH}: the dashboard is out of date; run python -m infrastructure.dashboard", file=sys.stderr)
+            print(
+                f"{TEMPLATE_PATH}: the dashboard is out of date; run python -m infrastructure.dashboard",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TEMPLATE_PATH.write_text(rendered, encoding="utf-8")

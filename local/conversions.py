@@ -238,8 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"conversions: {exc}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as exc:
-        print(f"conversions: the local stack's DynamoDB refused or did not answer ({exc}); is `make run` running?",
-              file=sys.stderr)
+        print(
+            f"conversions: the local stack's DynamoDB refused or did not answer ({exc}); is `make run` running?",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

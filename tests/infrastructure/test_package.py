@@ -243,3 +243,16 @@ def test_gateway_answers_are_problem_documents(sam: dict[str, Any]) -> None:
         assert response["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
     assert responses["UNAUTHORIZED"]["StatusCode"] == "401"
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+
+
+def test_every_function_traces_and_logs_json_into_a_template_log_group(sam: dict[str, Any]) -> None:
+    """Chalice emits `Tracing: PassThrough` and no LoggingConfig; the merge template must win for every function."""
+    functions = {k: v for k, v in sam["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    tracing_roles = {role["Ref"] for role in sam["Resources"]["TracingPolicy"]["Properties"]["Roles"]}
+    for logical_id, function in functions.items():
+        props = function["Properties"]
+        assert props["Tracing"] == "Active", logical_id
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", logical_id
+        assert sam["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
+        assert props["Role"]["Fn::GetAtt"][0] in tracing_roles, logical_id
+    assert sam["Resources"]["RestAPI"]["Properties"]["TracingEnabled"] is True

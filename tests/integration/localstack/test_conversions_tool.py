@@ -1,8 +1,8 @@
 """`python -m local.conversions` against a moto server, as `make demo` uses it with `make run`.
 
-The conversions table is built from the template (`infrastructure.resources`); what the tool writes
-must come out of the table's stream as records the evaluator's parser reads as the intended
-status changes.
+A moto server in its own process, as `make run` starts one; the conversions table is built from
+the template (`infrastructure.resources`); what the tool writes must come out of the table's
+stream as records the evaluator's parser reads as the intended status changes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from functions.core.conversion import MalformedRecordError, parse_change
 from functions.settings import load_settings
 from infrastructure.resources import table_definition
 from local.conversions import ConversionToolError, run
-from local.moto_server import MotoServer
+from local.moto_server import MotoProcess
 
 pytestmark = pytest.mark.integration
 
@@ -80,8 +80,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
+    # Its own process, as under `make run`: an in-process server would share moto's global state
+    # (and its tables) with every other test of this process.
     port = _free_port()
-    moto = MotoServer("127.0.0.1", port)
+    moto = MotoProcess("127.0.0.1", port)
     moto.start()
     try:
         running = Server(port)

@@ -2,24 +2,27 @@
 
 1. Start a tracker stand-in on a free loopback port.
 2. Create a postback for a new affiliate through the API (admin token), with placeholders.
-3. Write a conversion (status `pending`) to the conversions table, as the conversion service does.
+3. Write a conversion (status `pending`) to the conversions table, as the conversion service does
+   (`local.conversions`, the same as `python -m local.conversions put …`).
 4. Show the GET the tracker receives, placeholders filled.
-5. Approve the conversion; show the second GET.
+5. Approve the conversion (`python -m local.conversions approve ID`); show the second GET.
 6. Print the postback's delivery log from the API.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from decimal import Decimal
 from typing import Any
 
-import boto3
 import requests
 
 from functions.settings import load_settings
 from local.config import LocalConfig, LocalConfigError
+from local.conversions import ConversionToolError, dynamodb_client, new_record, put_conversion, set_status
 from local.receiver import Receiver
 from local.tokens import admin_token
 
@@ -67,13 +70,7 @@ def run(config: LocalConfig) -> None:
         requests.get(f"{api}/health", timeout=HTTP_TIMEOUT).raise_for_status()
     except requests.RequestException as exc:
         raise DemoError(f"the API at {api} does not answer; start the stack with `make run` first ({exc})") from exc
-    conversions = boto3.client(
-        "dynamodb",
-        endpoint_url=config.moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    conversions = dynamodb_client({**os.environ, "AWS_ENDPOINT_URL": config.moto_url})
 
     with Receiver() as receiver:
         _say(f"1. A tracker stand-in listens on {receiver.base_url}")
@@ -97,30 +94,21 @@ def run(config: LocalConfig) -> None:
         _say("   statuses pending and approved, URL:")
         _say(f"   {postback['url']}")
 
-        conversion_id = f"conv-{int(time.time())}"
-        item = {
-            "conversion_id": {"S": conversion_id},
-            "affiliate_id": {"S": affiliate},
-            "offer_id": {"S": "offer-7"},
-            "conversion_type": {"S": "sale"},
-            "status": {"S": "pending"},
-            "aff_s1": {"S": "click-abc 123"},
-            "payout": {"N": "12.5"},
-            "currency": {"S": "EUR"},
-            "created_at": {"S": "2026-11-24T10:00:00Z"},
-        }
-        conversions.put_item(TableName=settings.conversions_table, Item=item)
-        _say(f"3. The conversion service wrote {conversion_id} (offer-7, sale, payout 12.5 EUR, status pending)")
+        record = new_record(
+            affiliate_id=affiliate,
+            offer_id="offer-7",
+            conversion_type="sale",
+            status="pending",
+            extra={"aff_s1": "click-abc 123", "payout": Decimal("12.5"), "currency": "EUR"},
+        )
+        conversion_id = put_conversion(conversions, settings.conversions_table, record)
+        _say(f"3. The conversion service wrote {conversion_id} (offer-7, sale, payout 12.5 EUR, status pending),")
+        _say(f"   as `python -m local.conversions put --affiliate {affiliate} --offer offer-7 --type sale")
+        _say("   --status pending --aff-s1 'click-abc 123' --payout 12.5 --currency EUR` would")
         _wait_for_get(receiver, 1)
 
-        conversions.update_item(
-            TableName=settings.conversions_table,
-            Key={"conversion_id": {"S": conversion_id}},
-            UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": {"S": "approved"}},
-        )
-        _say(f"4. The conversion service approved {conversion_id}")
+        set_status(conversions, settings.conversions_table, conversion_id, "approved")
+        _say(f"4. The conversion service approved it: `python -m local.conversions approve {conversion_id}`")
         _wait_for_get(receiver, 2)
 
         log = _api("GET", f"{api}/postbacks/{postback['id']}/deliveries", token)
@@ -139,7 +127,7 @@ def run(config: LocalConfig) -> None:
 def main() -> int:
     try:
         run(LocalConfig.from_environ())
-    except (DemoError, LocalConfigError) as exc:
+    except (DemoError, LocalConfigError, ConversionToolError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     return 0

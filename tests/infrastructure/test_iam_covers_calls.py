@@ -550,6 +550,8 @@ def test_statements_are_read_from_the_policies_attached_to_each_role() -> None:
         expected = {f"{role}/{role}Policy"} | ({own_policies[function]} if function in own_policies else set())
         if function in ("api", "authorizer"):
             expected.add("TokenSecretPolicy")
+        # The X-Ray policy every function role shares.
+        expected.add("TracingPolicy")
         assert {s.policy for s in statements} == expected
     # Deny statements are not modelled by the checker: the template has none.
     policies = [v for v in template["Resources"].values() if v.get("Type") == "AWS::IAM::Policy"]

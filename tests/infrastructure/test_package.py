@@ -273,3 +273,16 @@ def test_the_signing_secret_reaches_only_the_api_and_authorizer_by_arn(sam: dict
         assert variables["POSTBACKS_JWT_SECRET_ARN"] == {"Ref": "JwtSecretArn"}
     for function in ("OnConversionChange", "OnDeliveryMessage"):
         assert "Environment" not in sam["Resources"][function]["Properties"]
+
+
+def test_every_function_traces_and_logs_json_into_a_template_log_group(sam: dict[str, Any]) -> None:
+    """Chalice emits `Tracing: PassThrough` and no LoggingConfig; the merge template must win for every function."""
+    functions = {k: v for k, v in sam["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    tracing_roles = {role["Ref"] for role in sam["Resources"]["TracingPolicy"]["Properties"]["Roles"]}
+    for logical_id, function in functions.items():
+        props = function["Properties"]
+        assert props["Tracing"] == "Active", logical_id
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", logical_id
+        assert sam["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
+        assert props["Role"]["Fn::GetAtt"][0] in tracing_roles, logical_id
+    assert sam["Resources"]["RestAPI"]["Properties"]["TracingEnabled"] is True

@@ -8,7 +8,7 @@ STAGE ?= dev
 
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test unit lint typecheck run demo package cfn-lint deploy bench clean
+.PHONY: install test unit lint typecheck run demo package cfn-lint deploy bench faults clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,15 @@ deploy: package
 		--parameter-overrides Stage=$(STAGE) ConversionsStreamArn=$(CONVERSIONS_STREAM_ARN) \
 		OnCallEmail=$(ON_CALL_EMAIL) JwtIssuer=$(JWT_ISSUER) JwtAudience=$(JWT_AUDIENCE) \
 		JwtSecretArn="$$(aws secretsmanager describe-secret --secret-id $(JWT_SECRET_ID) --query ARN --output text)"
+
+## make faults: the fault campaign at full size (docs/fault-campaign.md): SCENARIOS (5000), SEED (1),
+## WITHOUT="fix ..." to turn fixes off; the report is printed, its JSON in bench/results/faults.json.
+SCENARIOS ?= 5000
+SEED ?= 1
+WITHOUT ?=
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults --scenarios $(SCENARIOS) --seed $(SEED) $(foreach fix,$(WITHOUT),--without $(fix)) \
+		--json bench/results/faults.json
 
 ## make bench: the benchmarks (bench/), one table; JSON in bench/results/. See docs/performance.md.
 ## make bench: every benchmark, one table (bench/results/latest.json); builds the package it measures first.

@@ -24,7 +24,17 @@ from pathlib import Path  # noqa: E402
 from bench.report import BenchmarkResult, Row, format_table, to_document, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("evaluator_requests", "throughput", "sender_concurrency", "cold_start", "e2e_latency", "cost")
+BENCHMARKS = (
+    "evaluator_requests",
+    "throughput",
+    "sender_concurrency",
+    "noisy_neighbour",
+    "write_units",
+    "cold_start",
+    "e2e_latency",
+    "scaling",
+    "cost",
+)
 
 
 def _runner(name: str) -> Callable[[bool], BenchmarkResult]:

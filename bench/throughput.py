@@ -26,7 +26,8 @@ from functions.evaluator.rules_cache import RulesCache
 from functions.evaluator.service import ConversionEvaluator
 from tests.support.fakes import InMemoryPlannedDeliveries, InMemoryPostbacks, InMemoryQueue
 
-TARGET_RECORDS_PER_SECOND = 20_000
+TARGET_RECORDS_PER_SECOND = 25_000  # the service path, median
+TARGET_PURE_RECORDS_PER_SECOND = 40_000  # parse + match + render alone, median
 BATCH_SIZE = 100
 
 
@@ -71,9 +72,13 @@ def _run_pure(postbacks: Sequence[Postback], batches: Sequence[Sequence[dict[str
     return time.process_time() - started
 
 
+def _spread(rates: Sequence[float]) -> str:
+    return f"{min(rates):,.0f} / {median(rates):,.0f} / {max(rates):,.0f}"
+
+
 def run(quick: bool = True) -> BenchmarkResult:
     records = 20_000 if quick else 100_000
-    runs = 5 if quick else 9
+    runs = 7 if quick else 11
     every_postback = all_postbacks(AFFILIATES)
     postbacks = InMemoryPostbacks(every_postback)
     batches = _batches(records, seed=7)
@@ -93,14 +98,23 @@ def run(quick: bool = True) -> BenchmarkResult:
     rows = [
         Row(
             "2 evaluator CPU",
-            "records/s, parse+match+render+service (fakes)",
+            "records/s, parse+match+render+service (fakes), median",
             service_rate,
             "records/s",
             f">= {TARGET_RECORDS_PER_SECOND:,}",
             service_rate >= TARGET_RECORDS_PER_SECOND,
-            note=f"median of {runs} runs over {records:,} records, CPU time of one core; {deliveries:,} deliveries/run",
+            note=f"{runs} runs over {records:,} records each, CPU time of one core, min / median / max "
+            f"{_spread(service_rates)}; {deliveries:,} deliveries/run",
         ),
-        Row("2 evaluator CPU", "records/s, pure parse+match+render", pure_rate, "records/s"),
+        Row(
+            "2 evaluator CPU",
+            "records/s, pure parse+match+render, median",
+            pure_rate,
+            "records/s",
+            f">= {TARGET_PURE_RECORDS_PER_SECOND:,}",
+            pure_rate >= TARGET_PURE_RECORDS_PER_SECOND,
+            note=f"min / median / max {_spread(pure_rates)}",
+        ),
     ]
     return BenchmarkResult(
         "throughput",

@@ -2,9 +2,10 @@
 
 - `log_effective_policy(settings)`: once per cold start, the egress policy the function runs
   with (local mode, allowed private ranges, ports), so a weakened guard shows in the logs.
-- `log_postback_action(...)`: every change to a postback (create, update, delete) and every
-  test fire, with the caller's `sub` and role, the postback and its affiliate. Never the URL:
-  it may carry an affiliate's credentials for its tracker.
+- `log_postback_action(...)`: every change to a postback (create, update, delete), every
+  test fire and every read or rotation of its signing secret (never the secret), with the
+  caller's `sub` and role, the postback and its affiliate. Never the URL: it may carry an
+  affiliate's credentials for its tracker.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ logger = logging.getLogger("postbacks.audit")
 # Lambda's root logger drops INFO; these lines are always wanted.
 logger.setLevel(logging.INFO)
 
-ACTIONS = frozenset({"create", "update", "delete", "test_fire"})
+ACTIONS = frozenset({"create", "update", "delete", "test_fire", "read_signing_secret", "rotate_signing_secret"})
 
 
 def _emit(record: dict[str, Any]) -> None:

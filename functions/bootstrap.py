@@ -28,10 +28,13 @@ if TYPE_CHECKING:
     from functions.api.service import PostbackService
     from functions.api.testfire import PostbackTestFire
     from functions.core.egress import EgressPolicy
+    from functions.core.metrics import MetricsBatch
     from functions.egress_http import PinnedHttpClient
     from functions.evaluator.service import ConversionEvaluator
+    from functions.sender.hosts import HostGuard
     from functions.sender.service import DeliverySender
     from functions.storage.deliveries import DeliveryRepository
+    from functions.storage.hosts import HostRepository
     from functions.storage.postback_health import PostbackHealthRepository
     from functions.storage.postbacks import PostbackRepository
     from functions.storage.queues import Queue
@@ -54,17 +57,26 @@ TERMINAL_CLIENT_LIMITS = AwsClientLimits(connect_timeout=5, read_timeout=30, max
 
 _chosen_settings: Settings | None = None
 _client_limits: AwsClientLimits = LAMBDA_CLIENT_LIMITS
+# Where EMF lines go: None = stdout, which CloudWatch Logs turns into metrics in Lambda.
+_metrics_writer: Callable[[str], None] | None = None
 
 
-def reset(settings: Settings | None = None, *, client_limits: AwsClientLimits = LAMBDA_CLIENT_LIMITS) -> None:
+def reset(
+    settings: Settings | None = None,
+    *,
+    client_limits: AwsClientLimits = LAMBDA_CLIENT_LIMITS,
+    metrics_writer: Callable[[str], None] | None = None,
+) -> None:
     """Forget every built component; the getters build anew from `settings` (None: the environment's).
 
-    `client_limits`: `TERMINAL_CLIENT_LIMITS` for the on-call tools. Tests call `reset()` after
-    changing the environment, or `reset(settings)` to wire the real components with their own.
+    `client_limits`: `TERMINAL_CLIENT_LIMITS` for the on-call tools. `metrics_writer`: where the
+    handlers' EMF lines go (None: stdout, as in Lambda). Tests call `reset()` after changing the
+    environment, or `reset(settings)` to wire the real components with their own.
     """
-    global _chosen_settings, _client_limits
+    global _chosen_settings, _client_limits, _metrics_writer
     _chosen_settings = settings
     _client_limits = client_limits
+    _metrics_writer = metrics_writer
     for getter in _GETTERS:
         getter.cache_clear()
 
@@ -79,6 +91,14 @@ def settings() -> Settings:
     loaded = _chosen_settings if _chosen_settings is not None else load_settings()
     log_effective_policy(loaded)
     return loaded
+
+
+def new_metrics_batch() -> MetricsBatch:
+    """The metrics of one invocation (`functions.core.metrics`): a handler flushes it once, at its end."""
+    from functions.core.metrics import MetricsBatch
+
+    stage = settings().stage
+    return MetricsBatch(stage=stage) if _metrics_writer is None else MetricsBatch(stage=stage, write=_metrics_writer)
 
 
 def _client_config(max_pool_connections: int = 10) -> Any:
@@ -113,6 +133,22 @@ def dynamodb_streams_client() -> Any:
     import boto3
 
     return boto3.client("dynamodbstreams", region_name=settings().region, config=_client_config())
+
+
+@functools.cache
+def cloudformation_client() -> Any:
+    """The on-call tools' client for reading a stack's outputs (`--stack`)."""
+    import boto3
+
+    return boto3.client("cloudformation", region_name=settings().region, config=_client_config())
+
+
+@functools.cache
+def cloudwatch_client() -> Any:
+    """The on-call tools' client for queue ages and alarm states (`status`)."""
+    import boto3
+
+    return boto3.client("cloudwatch", region_name=settings().region, config=_client_config())
 
 
 @functools.cache
@@ -207,6 +243,14 @@ def postback_health_repository() -> PostbackHealthRepository:
 
 
 @functools.cache
+def host_repository() -> HostRepository:
+    """Tracker hosts' failures and pauses (items in the postbacks table)."""
+    from functions.storage.hosts import HostRepository
+
+    return HostRepository()
+
+
+@functools.cache
 def delivery_repository() -> DeliveryRepository:
     from functions.storage.deliveries import DeliveryRepository
 
@@ -237,19 +281,21 @@ def postback_service() -> PostbackService:
 def postback_test_fire() -> PostbackTestFire:
     from functions.api.testfire import PostbackTestFire
 
-    return PostbackTestFire(http=http_client(), deliveries=delivery_repository())
+    return PostbackTestFire(http=http_client(), deliveries=delivery_repository(), secrets=postback_repository())
 
 
 @functools.cache
 def delivery_service() -> DeliveryService:
     """The delivery log and the test fire of the API (the HTTP client is built on the first test fire)."""
     from functions.api.delivery_service import DeliveryService
+    from functions.storage.test_fire_limits import TestFireLimits
 
     return DeliveryService(
         postbacks=postback_service(),
         deliveries=delivery_repository(),
         test_fire=postback_test_fire,
         affiliate_restricted_placeholders=settings().affiliate_restricted_placeholders,
+        test_fire_limit=TestFireLimits(settings().test_fires_per_minute),
     )
 
 
@@ -277,6 +323,8 @@ def build_conversion_evaluator(
         rules_cache=RulesCache(config.rules_cache_seconds, clock=rules_clock, wall_clock=rules_wall_clock),
         delivery_ttl_days=config.delivery_ttl_days,
         clock=clock,
+        deliveries_dead_letters=deliveries_dlq(),
+        max_url_bytes=config.max_url_bytes,
     )
 
 
@@ -301,10 +349,33 @@ def delivery_sender() -> DeliverySender:
         queue=deliveries_queue(),
         dead_letters=deliveries_dlq(),
         policy=RetryPolicy(base_seconds=config.retry_base_seconds, max_attempts=config.max_attempts),
+        hosts=host_guard(),
         max_concurrency=config.sender_max_concurrency,
         per_host_concurrency=config.sender_per_host_concurrency,
         lease_seconds=config.lease_seconds,
         request_deadline_seconds=config.total_timeout_seconds,
+    )
+
+
+@functools.cache
+def host_guard() -> HostGuard:
+    """The sender's host pause (docs/sender.md): the shared host states behind a per-container cache."""
+    from functions.core.host_pause import HostPausePolicy
+    from functions.sender.hosts import HostGuard
+
+    config = settings()
+    policy = HostPausePolicy(
+        pause_after=config.host_pause_after,
+        pause_seconds=config.host_pause_seconds,
+        probe_seconds=config.total_timeout_seconds + 5.0,
+    )
+    return HostGuard(
+        host_repository(),
+        policy,
+        deliveries=delivery_repository(),
+        queue=deliveries_queue(),
+        dead_letters=deliveries_dlq(),
+        retry_deadline_seconds=config.retry_deadline_seconds,
     )
 
 
@@ -313,6 +384,8 @@ _GETTERS = (
     token_rules,
     sqs_client,
     dynamodb_streams_client,
+    cloudformation_client,
+    cloudwatch_client,
     egress_policy,
     http_client,
     deliveries_queue,
@@ -321,6 +394,8 @@ _GETTERS = (
     postback_repository,
     postback_health_repository,
     delivery_repository,
+    host_repository,
+    host_guard,
     stream_range_reader,
     postback_service,
     postback_test_fire,

@@ -19,6 +19,13 @@ read, raw (never decompressed), and the connection is closed if more remains.
 Failure semantics: `get` never raises for network or HTTP failures; it returns an `HttpOutcome`
 whose `error` is one of `HttpErrorCode`. Connections are pooled per (scheme, name, port, address)
 and the client is safe to use from many threads at once.
+
+Bounded descriptors: at most `max_pools` pools are kept (least recently used closed first), each
+keeps at most `pool_maxsize` idle connections, and after every GET the least recently used pools
+are closed until no more than `max_idle_connections` idle connections remain in all — so GETs to
+ever new addresses (DNS that answers a new address each time) never pile up open sockets.
+The name is resolved in a worker thread within the connect timeout (and the total deadline): a
+resolver that hangs is cut off (`connect_timeout`) instead of holding the GET past its budget.
 """
 
 from __future__ import annotations
@@ -66,7 +73,9 @@ Resolver = Callable[[str, int], list[IPAddress]]
 
 USER_AGENT = f"postbacks/{__version__}"
 _READ_CHUNK = 16384
-_MAX_POOLS = 512
+# Pools kept (one per scheme, name, port and address) and idle connections kept in all of them.
+MAX_POOLS = 64
+MAX_IDLE_CONNECTIONS = 64
 
 
 class HttpErrorCode(StrEnum):
@@ -221,6 +230,38 @@ def _read_body(response: HTTPResponse, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), response.length_remaining == 0
 
 
+def _idle_connections(pool: HTTPConnectionPool) -> int:
+    """Connections waiting in the pool (its queue holds None for the slots never filled)."""
+    queue = pool.pool
+    if queue is None:
+        return 0
+    return sum(1 for connection in list(queue.queue) if connection is not None)
+
+
+def _resolve_within(resolver: Resolver, host: str, port: int, budget: float) -> list[IPAddress]:
+    """Run the resolver in a daemon thread and wait at most `budget` seconds (getaddrinfo has no timeout)."""
+    if budget <= 0:
+        raise TimeoutError("no time left to resolve")
+    result: list[list[IPAddress]] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            result.append(resolver(host, port))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="resolve", daemon=True).start()
+    if not done.wait(budget):
+        raise TimeoutError(f"resolving took longer than {budget:.1f} s")
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 class PinnedHttpClient:
     def __init__(
         self,
@@ -232,6 +273,8 @@ class PinnedHttpClient:
         max_response_bytes: int,
         resolver: Resolver | None = None,
         pool_maxsize: int = 50,
+        max_pools: int = MAX_POOLS,
+        max_idle_connections: int = MAX_IDLE_CONNECTIONS,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._policy = policy
@@ -241,6 +284,8 @@ class PinnedHttpClient:
         self._max_response_bytes = max_response_bytes
         self._resolver = resolver or system_resolver
         self._pool_maxsize = pool_maxsize
+        self._max_pools = max(1, max_pools)
+        self._max_idle = max(0, max_idle_connections)
         self._ssl_context = ssl_context or ssl.create_default_context(cafile=certifi.where())
         self._pools: OrderedDict[tuple[str, str, int, str], HTTPConnectionPool] = OrderedDict()
         self._lock = threading.Lock()
@@ -276,15 +321,35 @@ class PinnedHttpClient:
                     str(address), target.port, maxsize=self._pool_maxsize, block=False, retries=False
                 )
             self._pools[key] = pool
-            evicted = self._pools.popitem(last=False)[1] if len(self._pools) > _MAX_POOLS else None
+            evicted = self._pools.popitem(last=False)[1] if len(self._pools) > self._max_pools else None
         if evicted is not None:
             evicted.close()
         return pool
 
-    def _resolve(self, target: Target) -> list[IPAddress]:
+    def _trim(self) -> None:
+        """Close the least recently used pools while more than `max_idle_connections` idle connections remain."""
+        closing: list[HTTPConnectionPool] = []
+        with self._lock:
+            idle = {key: _idle_connections(pool) for key, pool in self._pools.items()}
+            total = sum(idle.values())
+            for key in list(self._pools):
+                if total <= self._max_idle:
+                    break
+                total -= idle[key]
+                closing.append(self._pools.pop(key))
+        for pool in closing:
+            pool.close()
+
+    def open_connections(self) -> int:
+        """Idle connections kept in the pools (what `max_idle_connections` bounds)."""
+        with self._lock:
+            return sum(_idle_connections(pool) for pool in self._pools.values())
+
+    def _resolve(self, target: Target, budget: float) -> list[IPAddress]:
+        """The resolver's answers, or TimeoutError when it takes longer than `budget` seconds."""
         if target.address is not None:
             return [target.address]
-        return self._resolver(target.host, target.port)
+        return _resolve_within(self._resolver, target.host, target.port, budget)
 
     def get(self, url: str) -> HttpOutcome:
         started = time.monotonic()
@@ -313,7 +378,9 @@ class PinnedHttpClient:
         if host_problems(target, self._policy):
             return outcome(HttpErrorCode.BLOCKED_DESTINATION, address=target.address)
         try:
-            addresses = self._resolve(target)
+            addresses = self._resolve(target, min(self._connect_timeout, deadline - time.monotonic()))
+        except TimeoutError:
+            return outcome(HttpErrorCode.CONNECT_TIMEOUT)
         except (OSError, UnicodeError):
             return outcome(HttpErrorCode.DNS_ERROR)
         if not addresses:
@@ -366,6 +433,7 @@ class PinnedHttpClient:
             headers_seen = None if response is None else response.headers
             return outcome(error, status, address, headers_seen)
         fired = self._finish(response, reusable=complete)
+        self._trim()
         late = HttpErrorCode.DEADLINE_EXCEEDED if fired else None
         return outcome(late, response.status, address, response.headers, body)
 

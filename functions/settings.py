@@ -18,6 +18,11 @@ from functions.core.metadata import overlaps_metadata
 DEFAULT_JWT_SECRET = "local-dev-secret-change-me-0123456789"
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 MIN_JWT_SECRET_BYTES = 32
+# Bounds that keep every delivery record far below DynamoDB's 400 KB item limit (docs/reliability.md):
+# the rendered URL (`POSTBACKS_MAX_URL_BYTES`) and the attempts of one schedule (`POSTBACKS_MAX_ATTEMPTS`).
+MIN_URL_BYTES = 2048
+MAX_URL_BYTES = 65536
+MAX_ATTEMPTS_LIMIT = 30
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -39,6 +44,13 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) 
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bounded_int(environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    value = _int(environ, name, default, minimum)
+    if value > maximum:
+        raise SettingsError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -122,6 +134,8 @@ class Settings:
     # `POSTBACKS_LOCAL_MODE=1`: a developer's machine or the tests (`make run`, local/, tests/).
     local_mode: bool = True
     region: str = "us-east-1"
+    # `AWS_ENDPOINT_URL`: every AWS client's endpoint (the local stack's moto server); None: AWS itself.
+    aws_endpoint_url: str | None = None
     # Resource names (names or full queue URLs; names are resolved once per cold start).
     postbacks_table: str = "postbacks"
     deliveries_table: str = "postback-deliveries"
@@ -144,6 +158,8 @@ class Settings:
     max_postbacks_per_affiliate: int = 100
     max_offers_per_postback: int = 500
     max_url_length: int = 2048
+    # A rendered URL longer than this (UTF-8 bytes) is not sent: dead-lettered `url_too_long` (docs/contract.md §2).
+    max_url_bytes: int = 8192
     # Evaluator.
     rules_cache_seconds: float = 5.0
     delivery_ttl_days: int = 90
@@ -157,6 +173,11 @@ class Settings:
     sender_max_concurrency: int = 50
     sender_per_host_concurrency: int = 10
     lease_seconds: float = 30.0
+    # Tracker protection (docs/contract.md §6): consecutive failures that pause a host (0: off), first pause.
+    host_pause_after: int = 5
+    host_pause_seconds: float = 60.0
+    # Test fires per postback per minute (docs/contract.md §5).
+    test_fires_per_minute: int = 10
 
     @property
     def is_local(self) -> bool:
@@ -194,6 +215,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stage=stage,
         local_mode=local_mode,
         region=_env(env, "AWS_REGION", _env(env, "AWS_DEFAULT_REGION", "us-east-1")),
+        aws_endpoint_url=_env(env, "AWS_ENDPOINT_URL", "") or None,
         postbacks_table=_env(env, "POSTBACKS_TABLE", "postbacks"),
         deliveries_table=_env(env, "POSTBACKS_DELIVERIES_TABLE", "postback-deliveries"),
         conversions_table=_env(env, "POSTBACKS_CONVERSIONS_TABLE", "conversions"),
@@ -210,9 +232,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_postbacks_per_affiliate=_int(env, "POSTBACKS_MAX_POSTBACKS_PER_AFFILIATE", 100, 1),
         max_offers_per_postback=_int(env, "POSTBACKS_MAX_OFFERS_PER_POSTBACK", 500, 1),
         rules_cache_seconds=_float(env, "POSTBACKS_RULES_CACHE_SECONDS", 5.0),
+        max_url_bytes=_bounded_int(env, "POSTBACKS_MAX_URL_BYTES", 8192, MIN_URL_BYTES, MAX_URL_BYTES),
+        max_attempts=_bounded_int(env, "POSTBACKS_MAX_ATTEMPTS", 13, 1, MAX_ATTEMPTS_LIMIT),
         delivery_ttl_days=_int(env, "POSTBACKS_DELIVERY_TTL_DAYS", 90, 1),
         retry_base_seconds=_float(env, "POSTBACKS_RETRY_BASE_SECONDS", 30.0, 0.001),
-        max_attempts=_int(env, "POSTBACKS_MAX_ATTEMPTS", 13, 1),
         connect_timeout_seconds=_float(env, "POSTBACKS_CONNECT_TIMEOUT_SECONDS", 3.0, 0.01),
         read_timeout_seconds=_float(env, "POSTBACKS_READ_TIMEOUT_SECONDS", 5.0, 0.01),
         total_timeout_seconds=_float(env, "POSTBACKS_TOTAL_TIMEOUT_SECONDS", 10.0, 0.01),
@@ -220,6 +243,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sender_max_concurrency=_int(env, "POSTBACKS_SENDER_MAX_CONCURRENCY", 50, 1),
         sender_per_host_concurrency=_int(env, "POSTBACKS_SENDER_PER_HOST_CONCURRENCY", 10, 1),
         lease_seconds=_float(env, "POSTBACKS_LEASE_SECONDS", 30.0, 1.0),
+        host_pause_after=_int(env, "POSTBACKS_HOST_PAUSE_AFTER", 5),
+        host_pause_seconds=_float(env, "POSTBACKS_HOST_PAUSE_SECONDS", 60.0, 1.0),
+        test_fires_per_minute=_int(env, "POSTBACKS_TEST_FIRES_PER_MINUTE", 10, 1),
     )
 
 

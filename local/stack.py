@@ -151,6 +151,13 @@ def start(config: LocalConfig) -> RunningStack:
     else:
         logger.info("POSTBACKS_ALLOW_PRIVATE_TARGETS: no private targets allowed (local receivers will be refused)")
 
+    from functions import bootstrap
+    from functions.logs import readable_metrics
+
+    # The handlers' EMF lines, which CloudWatch turns into metrics, printed readably here.
+    metrics_logger = logging.getLogger("metrics")
+    bootstrap.reset(metrics_writer=lambda line: metrics_logger.info(readable_metrics(line)))
+
     from chalice.app import DynamoDBEventConfig, SQSEventConfig
     from chalice.config import Config
     from chalice.local import create_local_server
@@ -235,7 +242,12 @@ def wait_until_ready(config: LocalConfig, stack: RunningStack, timeout: float = 
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # The functions' event lines as Lambda's JSON has them, one readable line each (functions.logs).
+    from functions.logs import ReadableFormatter
+
+    console = logging.StreamHandler()
+    console.setFormatter(ReadableFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     try:
         config = LocalConfig.from_environ()
     except LocalConfigError as exc:

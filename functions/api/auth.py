@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from chalice.app import AuthRequest, AuthResponse, Request
 
 from functions import bootstrap
@@ -87,6 +86,8 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 
 def verify_token(token: str, rules: TokenRules) -> Principal:
     """Check the signature, `exp`/`iat`/`nbf`, the lifetime, `iss`/`aud` when configured, the claims."""
+    import jwt  # PyJWT on the first verification, not at the Lambda's import (docs/performance.md)
+
     try:
         claims = jwt.decode(
             token,

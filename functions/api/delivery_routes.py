@@ -59,6 +59,8 @@ def delivery_out(record: Delivery) -> DeliveryOut:
         next_attempt_at=record.next_attempt_at,
         created_at=record.created_at,
         test=record.is_test,
+        host_paused_until=record.host_paused_until,
+        host_pause_waits=record.host_pause_waits,
     )
 
 

@@ -50,6 +50,22 @@ class TestFirer(Protocol):
     ) -> PostbackTestOutcome: ...
 
 
+class TestFireLimiter(Protocol):
+    """The per-postback test-fire limit (`functions.storage.test_fire_limits.TestFireLimits`)."""
+
+    def take(self, postback_id: str) -> int | None: ...
+
+
+class TestFiresLimited(Exception):
+    """The postback has had its test fires for this minute (429 with `Retry-After`)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"This postback has had its test fires for this minute; try again in {retry_after} s.")
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class DeliveryLog:
     items: tuple[Delivery, ...]
@@ -64,6 +80,7 @@ class DeliveryService:
         deliveries: DeliveryLogStore,
         test_fire: Callable[[], TestFirer],
         affiliate_restricted_placeholders: frozenset[str] = frozenset(),
+        test_fire_limit: TestFireLimiter | None = None,
     ) -> None:
         """`test_fire` is called on the first test fire: the HTTP client is built only when needed.
 
@@ -73,6 +90,7 @@ class DeliveryService:
         self._deliveries = deliveries
         self._test_fire = test_fire
         self._affiliate_restricted = affiliate_restricted_placeholders
+        self._test_fire_limit = test_fire_limit
 
     def _hidden_placeholders(self, caller: Principal) -> frozenset[str]:
         """The restricted placeholders whose values `caller` may not read (none for an admin).
@@ -107,6 +125,10 @@ class DeliveryService:
         """
         postback = self._postbacks.get(caller, postback_id)
         overrides = parse_test_body(read_body())
+        # POSTBACKS_TEST_FIRES_PER_MINUTE per postback (docs/contract.md §5), counted once the request is valid.
+        retry_after = None if self._test_fire_limit is None else self._test_fire_limit.take(postback.id)
+        if retry_after is not None:
+            raise TestFiresLimited(retry_after)
         log_postback_action(
             action="test_fire",
             subject=caller.subject,

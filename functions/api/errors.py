@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -19,10 +20,14 @@ from chalice.app import Request, Response
 
 from functions.api.auth import AuthenticationError
 from functions.api.blueprint import api
+from functions.api.delivery_service import TestFiresLimited
 from functions.api.schemas import FieldProblem, Problem
 from functions.api.service import Forbidden, LimitReached, PostbackNotFound, PreconditionFailed
 from functions.core.validation import FieldError, ValidationFailed
-from functions.storage.postbacks import StoreBusy
+from functions.logs import Event, log_event
+from functions.storage.postback_types import StoreBusy
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -37,6 +42,7 @@ TITLES = {
     412: "Precondition Failed",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -92,6 +98,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     UnsupportedMediaType,
     BodyTooLarge,
     StoreBusy,
+    TestFiresLimited,
 )
 
 
@@ -122,6 +129,14 @@ def problem_for(exc: Exception) -> Response:
         return problem(415, str(exc))
     if isinstance(exc, BodyTooLarge):
         return problem(413, str(exc), slug="body-too-large", title="Body too large")
+    if isinstance(exc, TestFiresLimited):
+        return problem(
+            429,
+            str(exc),
+            slug="test-fire-limit",
+            title="Test fire limit reached",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, StoreBusy):
         return problem(
             503,
@@ -164,14 +179,47 @@ def _chalice_error_detail(response: Response) -> str:
     return str(body.get("Message") or body.get("message") or TITLES.get(response.status_code, "Error"))
 
 
+def _problem_type(response: Response) -> str | None:
+    body = response.body
+    try:
+        document = json.loads(body) if isinstance(body, (str, bytes)) else body
+    except ValueError:
+        return None
+    kind = document.get("type") if isinstance(document, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def log_error_response(request: Request, response: Response) -> None:
+    """The `api.error` line of a problem response: method, route template, status, problem type, postback id.
+
+    Never the request's body, query or headers (a postback's URL, a token).
+    """
+    context = request.context if isinstance(request.context, dict) else {}
+    route = context.get("resourcePath")
+    uri_params = request.uri_params or {}
+    log_event(
+        logger,
+        Event.API_ERROR,
+        logging.ERROR if response.status_code >= 500 else logging.INFO,
+        method=request.method,
+        route=route if isinstance(route, str) else None,
+        status_code=response.status_code,
+        problem=_problem_type(response),
+        postback_id=uri_params.get("id"),
+    )
+
+
 @api.middleware("http")
 def problem_details_middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
     response = get_response(request)
-    if response.status_code < 400 or _is_problem(response):
+    if response.status_code < 400:
         return response
-    kept = {
-        key: value
-        for key, value in response.headers.items()
-        if key.lower() in ("allow", "www-authenticate") and isinstance(value, str)
-    }
-    return problem(response.status_code, _chalice_error_detail(response), headers=kept)
+    if not _is_problem(response):
+        kept = {
+            key: value
+            for key, value in response.headers.items()
+            if key.lower() in ("allow", "www-authenticate") and isinstance(value, str)
+        }
+        response = problem(response.status_code, _chalice_error_detail(response), headers=kept)
+    log_error_response(request, response)
+    return response

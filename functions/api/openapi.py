@@ -29,6 +29,7 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (schemas.Problem, "serialization"),
     (schemas.DeliveryList, "serialization"),
     (schemas.TestFireResult, "serialization"),
+    (schemas.SigningSecretOut, "serialization"),
 )
 
 
@@ -180,6 +181,19 @@ def _paths() -> dict[str, Any]:
                     "required": False,
                     "content": {"application/json": {"schema": _ref(schemas.TestConversion)}},
                 },
+            ),
+        },
+        "/postbacks/{id}/signing-secret": {
+            "parameters": [_ID],
+            "get": _operation(
+                "The postback's signing secret (owner or admin)",
+                {"200": _json(schemas.SigningSecretOut, "The secret (Cache-Control: no-store)"), **_NOT_FOUND},
+                operationId="getSigningSecret",
+            ),
+            "post": _operation(
+                "Rotate the signing secret: GETs sent from now on are signed with the new one",
+                {"200": _json(schemas.SigningSecretOut, "The new secret (Cache-Control: no-store)"), **_NOT_FOUND},
+                operationId="rotateSigningSecret",
             ),
         },
     }

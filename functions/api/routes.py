@@ -20,7 +20,8 @@ from functions import bootstrap, settings
 from functions.api.auth import authenticate, jwt_authorizer
 from functions.api.blueprint import api
 from functions.api.errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType, maps_errors
-from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut
+from functions.api.host_status import host_pauses
+from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut, SigningSecretOut
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
 from functions.core.placeholders import CATALOGUE
@@ -79,7 +80,9 @@ def postback_response(postback: Postback, status_code: int = 200, created: bool 
     headers: dict[str, str | list[str]] = {"ETag": etag(postback.version), "Content-Type": "application/json"}
     if created:
         headers["Location"] = f"/postbacks/{postback.id}"
-    return Response(body=PostbackOut.from_domain(postback).model_dump_json(), status_code=status_code, headers=headers)
+    paused_until = host_pauses([postback])[postback.id]
+    body = PostbackOut.from_domain(postback, paused_until).model_dump_json()
+    return Response(body=body, status_code=status_code, headers=headers)
 
 
 def json_response(body: str, status_code: int = 200) -> Response:
@@ -130,7 +133,9 @@ def list_postbacks() -> Response:
         limit=query_param("limit"),
         cursor=query_param("cursor"),
     )
-    listing = PostbackList(items=[PostbackOut.from_domain(p) for p in result.items], next_cursor=result.next_cursor)
+    paused = host_pauses(result.items)
+    items = [PostbackOut.from_domain(p, paused[p.id]) for p in result.items]
+    listing = PostbackList(items=items, next_cursor=result.next_cursor)
     return json_response(listing.model_dump_json())
 
 
@@ -156,3 +161,24 @@ def delete_postback(id: str) -> Response:
     who = caller()
     bootstrap.postback_service().delete(who, id)
     return Response(body="", status_code=204)
+
+
+def signing_secret_response(secret: str) -> Response:
+    # Never cached by a browser or a proxy.
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    return Response(body=SigningSecretOut(secret=secret).model_dump_json(), status_code=200, headers=headers)
+
+
+@api.route("/postbacks/{id}/signing-secret", methods=["GET"], **PROTECTED)
+@maps_errors
+def get_signing_secret(id: str) -> Response:
+    who = caller()
+    return signing_secret_response(bootstrap.postback_service().signing_secret(who, id))
+
+
+@api.route("/postbacks/{id}/signing-secret", methods=["POST"], content_types=JSON_CONTENT_TYPES, **PROTECTED)
+@maps_errors
+def rotate_signing_secret(id: str) -> Response:
+    """Rotate: a request body, if any, is ignored."""
+    who = caller()
+    return signing_secret_response(bootstrap.postback_service().rotate_signing_secret(who, id))

@@ -30,7 +30,7 @@ from functions.core.model import Postback, Scope, format_timestamp, new_postback
 from functions.core.placeholders import BY_NAME, RESTRICTED_NAMES, allowed_for, placeholders_in
 from functions.core.validation import FieldError, PostbackFields, ValidationFailed, ValidationRules, validate_postback
 from functions.settings import Settings
-from functions.storage.postbacks import (
+from functions.storage.postback_types import (
     BY_AFFILIATE_KEY,
     BY_CREATED_KEY,
     PostbackGone,
@@ -50,6 +50,7 @@ DEFINITION_FIELDS = (
     "conversion_statuses",
     "url",
     "enabled",
+    "delay_seconds",
 )
 
 
@@ -106,6 +107,10 @@ class PostbackStore(Protocol):
     def page_all(
         self, limit: int, start_key: dict[str, str] | None, predicate: Predicate | None = None
     ) -> PostbackPage: ...
+
+    def ensure_signing_secret(self, postback_id: str, now: str) -> str | None: ...
+
+    def rotate_signing_secret(self, postback_id: str, now: str) -> str | None: ...
 
 
 class WaitingDeliveries(Protocol):
@@ -241,6 +246,7 @@ class PostbackService:
             conversion_types=fields.conversion_types,
             conversion_statuses=fields.conversion_statuses,
             url=fields.url,
+            delay_seconds=with_default("delay_seconds", 0),
         )
         errors.extend(validate_postback(definition, self._rules(caller)))
         if errors or affiliate_id is None:
@@ -261,6 +267,7 @@ class PostbackService:
             version=1,
             created_by=caller.subject,
             updated_by=caller.subject,
+            delay_seconds=definition.delay_seconds or 0,
         )
         try:
             created = self._repository.create(postback, self._settings.max_postbacks_per_affiliate)
@@ -385,6 +392,7 @@ class PostbackService:
             conversion_types=list(values["conversion_types"]),
             conversion_statuses=list(values["conversion_statuses"]),
             url=str(values["url"]),
+            delay_seconds=int(values["delay_seconds"]),
         )
         errors.extend(validate_postback(definition, self._rules(caller, url_changed=values["url"] != current.url)))
         if errors:
@@ -398,9 +406,28 @@ class PostbackService:
             conversion_statuses=tuple(values["conversion_statuses"]),
             url=str(values["url"]),
             enabled=bool(values["enabled"]),
+            delay_seconds=int(values["delay_seconds"]),
             updated_at=format_timestamp(self._clock()),
             updated_by=caller.subject,
         )
+
+    def signing_secret(self, caller: Principal, postback_id: str) -> str:
+        """The postback's signing secret (created now if it predates signing); audited, never logged."""
+        postback = self._visible(caller, postback_id)
+        secret = self._repository.ensure_signing_secret(postback.id, format_timestamp(self._clock()))
+        if secret is None:
+            raise PostbackNotFound(postback_id)
+        _audit("read_signing_secret", caller, postback)
+        return secret
+
+    def rotate_signing_secret(self, caller: Principal, postback_id: str) -> str:
+        """A new signing secret for the postback: GETs sent from now on are signed with it."""
+        postback = self._visible(caller, postback_id)
+        secret = self._repository.rotate_signing_secret(postback.id, format_timestamp(self._clock()))
+        if secret is None:
+            raise PostbackNotFound(postback_id)
+        _audit("rotate_signing_secret", caller, postback)
+        return secret
 
     def delete(self, caller: Principal, postback_id: str) -> None:
         postback = self._visible(caller, postback_id)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from functions.api.schemas import TestConversion
-from functions.api.service import field_name
+from functions.api.service import PostbackNotFound, field_name
 from functions.core.attempts import HttpGetter, attempt_of
 from functions.core.classification import Classification, classify
 from functions.core.conversion import normalise_status
@@ -36,10 +36,12 @@ from functions.core.model import (
     DeliveryState,
     Postback,
     delivery_id_for,
+    format_timestamp,
     new_ulid,
     utc_now,
 )
 from functions.core.rendering import ChangeValues, render_change_url
+from functions.core.signing import SigningSecret, attempt_url, uses_signature
 from functions.core.validation import FieldError, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,12 @@ TEST_CONVERSION_PREFIX = "test-"
 REQUIRED_ATTRIBUTES = ("conversion_id", "offer_id", "conversion_type", "status")
 MAX_ATTRIBUTE_LENGTH = 1024
 ConversionValue = str | Decimal | list[str]
+
+
+class SecretSource(Protocol):
+    """The postback's signing secret, created if it has none (`PostbackRepository`); None: no such postback."""
+
+    def ensure_signing_secret(self, postback_id: str, now: str) -> str | None: ...
 
 
 class DeliveryRecorder(Protocol):
@@ -210,11 +218,25 @@ class PostbackTestFire:
     """
 
     def __init__(
-        self, *, http: HttpGetter, deliveries: DeliveryRecorder, clock: Callable[[], datetime] = utc_now
+        self,
+        *,
+        http: HttpGetter,
+        deliveries: DeliveryRecorder,
+        secrets: SecretSource,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._http = http
         self._deliveries = deliveries
+        self._secrets = secrets
         self._clock = clock
+
+    def _secret_for(self, postback: Postback, url: str, now: datetime) -> SigningSecret | None:
+        if not uses_signature(url):
+            return None
+        value = self._secrets.ensure_signing_secret(postback.id, format_timestamp(now))
+        if value is None:
+            raise PostbackNotFound(postback.id)  # deleted while it was being test-fired
+        return SigningSecret(value)
 
     def fire(
         self,
@@ -227,9 +249,12 @@ class PostbackTestFire:
         conversion = sample_conversion(postback, now, overrides, removed)
         change = ConversionChange(conversion=conversion, previous_status=None, changed_at=now.timestamp())
         delivery_id = delivery_id_for(postback.id, f"{TEST_CONVERSION_PREFIX}{new_ulid()}", conversion.status)
+        # As a delivery record keeps it: `{timestamp}` and `{signature}` unfilled.
         url = render_change_url(postback.url, ChangeValues(change), postback.id, delivery_id)
+        secret = self._secret_for(postback, url, now)
         started = self._clock()
-        outcome = self._http.get(url)
+        sent = attempt_url(url, secret, int(started.timestamp()))
+        outcome = self._http.get(sent)
         classification = classify(outcome.status_code, outcome.error)
         attempt = attempt_of(1, started, classification, outcome, test=True)
         state = DeliveryState.DELIVERED if classification.delivered else DeliveryState.FAILED
@@ -252,7 +277,7 @@ class PostbackTestFire:
         )
         return PostbackTestOutcome(
             delivery_id=delivery_id,
-            url=url,
+            url=sent,
             classification=classification,
             status_code=outcome.status_code,
             duration_ms=outcome.duration_ms,

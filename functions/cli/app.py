@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import TextIO
 
@@ -28,8 +28,11 @@ from functions.cli.arguments import QueueName, UsageError, build_parser, selecti
 from functions.cli.conversions import ConversionDeadLetters
 from functions.cli.deliveries import DeliveryDeadLetters, Recovery
 from functions.cli.dlq import RedriveReport, Result, RunOptions
+from functions.cli.hosts import hosts_view
 from functions.cli.output import Progress, render_json
 from functions.cli.pacing import Pacer
+from functions.cli.stack import StackResources, read_outputs, stack_resources, use_local_credentials
+from functions.cli.status import StatusSources, read_status, status_view
 from functions.cli.timeargs import TimeArgumentError
 from functions.cli.views import (
     View,
@@ -40,9 +43,10 @@ from functions.cli.views import (
     report_view,
     stats_view,
 )
+from functions.core.host_pause import HostState
 from functions.core.model import utc_now
 from functions.core.redrive import DeadLetterFilter
-from functions.settings import SettingsError
+from functions.settings import SettingsError, load_settings
 
 
 class ExitCode(IntEnum):
@@ -61,25 +65,67 @@ class Services:
     conversions: ConversionDeadLetters
     recovery: Recovery
     clock: Callable[[], datetime]
+    # Hosts with a pause (`hosts`); None: the deliveries table's repository of `functions.bootstrap`.
+    paused_hosts: Callable[[], list[HostState]] | None = None
+    # What `status` reads (queues, CloudWatch, the deliveries table); None: no `status`.
+    status: StatusSources | None = None
 
 
-def build_services() -> Services:
-    """The commands' services over the queues, table and stream reader of `functions.bootstrap`, set up
-    for a terminal: the AWS clients wait longer and retry more than a Lambda's."""
+# `status` counts the deliveries of this window.
+STATUS_WINDOW = timedelta(hours=1)
+
+
+def resolve_stack(stack_name: str) -> StackResources:
+    """The stack's names over the environment's settings (one DescribeStacks), wired into `functions.bootstrap`."""
     bootstrap.reset(client_limits=bootstrap.TERMINAL_CLIENT_LIMITS)
+    outputs = read_outputs(bootstrap.cloudformation_client(), stack_name)
+    return stack_resources(stack_name, outputs, bootstrap.settings())
+
+
+def build_services(stack: StackResources | None = None) -> Services:
+    """The commands' services over the queues, table and stream reader of `functions.bootstrap`, set up
+    for a terminal: the AWS clients wait longer and retry more than a Lambda's. With `stack`, its
+    names replace the environment's. Replays of evaluator records run the real handler: their EMF
+    lines are not CloudWatch's here, so they are dropped (the run's report counts what was replayed)."""
+    from functions.storage.delivery_sample import DeliverySampler
+    from functions.storage.models import bind_table_names
+
+    bootstrap.reset(
+        stack.settings if stack is not None else None,
+        client_limits=bootstrap.TERMINAL_CLIENT_LIMITS,
+        metrics_writer=lambda _line: None,
+    )
     config = bootstrap.settings()
+    if stack is not None:
+        bind_table_names(config.postbacks_table, config.deliveries_table)
     repository = bootstrap.delivery_repository()
     deliveries_queue = bootstrap.deliveries_queue()
+    deliveries = DeliveryDeadLetters(bootstrap.deliveries_dlq(), deliveries_queue, repository)
+    conversions = ConversionDeadLetters(
+        bootstrap.evaluator_dlq(),
+        stream_arn=(stack.conversions_stream_arn if stack else None) or settings_module.CONVERSIONS_STREAM_ARN,
+        region=config.region,
+        streams=bootstrap.stream_range_reader(),
+    )
+    paused_hosts = bootstrap.host_repository().paused_hosts
     return Services(
-        deliveries=DeliveryDeadLetters(bootstrap.deliveries_dlq(), deliveries_queue, repository),
-        conversions=ConversionDeadLetters(
-            bootstrap.evaluator_dlq(),
-            stream_arn=settings_module.CONVERSIONS_STREAM_ARN,
-            region=config.region,
-            streams=bootstrap.stream_range_reader(),
-        ),
+        deliveries=deliveries,
+        conversions=conversions,
         recovery=Recovery(deliveries_queue, repository, run_id=uuid.uuid4().hex),
         clock=utc_now,
+        paused_hosts=paused_hosts,
+        status=StatusSources(
+            stage=config.stage,
+            queues=(
+                ("deliveries", deliveries_queue),
+                ("deliveries DLQ", bootstrap.deliveries_dlq()),
+                ("evaluator DLQ", bootstrap.evaluator_dlq()),
+            ),
+            cloudwatch=bootstrap.cloudwatch_client,
+            sampler=DeliverySampler(),
+            paused_hosts=paused_hosts,
+            dlq_stats=(deliveries.stats, conversions.stats),
+        ),
     )
 
 
@@ -195,9 +241,34 @@ class Command:
             print("some selected items were skipped or failed (see above); a re-run picks them up", file=self.stderr)
         return ExitCode.PARTIAL
 
+    def status(self) -> ExitCode:
+        sources = self.services.status
+        if sources is None:
+            print("error: status is not wired in these services", file=self.stderr)
+            return ExitCode.FAILURE
+        report = read_status(
+            sources,
+            self.services.clock(),
+            window=STATUS_WINDOW,
+            sample=self.args.sample,
+            scan_dlqs=not self.args.no_dlq_scan,
+            progress=self.progress,
+        )
+        self.emit(status_view(report))
+        return ExitCode.OK
+
+    def hosts(self) -> ExitCode:
+        paused_hosts = self.services.paused_hosts or bootstrap.host_repository().paused_hosts
+        self.emit(hosts_view(paused_hosts(), self.services.clock().timestamp()))
+        return ExitCode.OK
+
     def run(self) -> ExitCode:
         if self.args.command == "recover":
             return self.recover()
+        if self.args.command == "hosts":
+            return self.hosts()
+        if self.args.command == "status":
+            return self.status()
         handlers: dict[str, Callable[[], ExitCode]] = {
             "stats": self.dlq_stats,
             "list": self.dlq_list,
@@ -224,7 +295,11 @@ def main(
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), message already printed
         return exit_.code if isinstance(exit_.code, int) else ExitCode.USAGE
     try:
-        active = services if services is not None else build_services()
+        if services is not None:
+            active = services
+        else:
+            use_local_credentials(load_settings())
+            active = build_services(resolve_stack(args.stack) if args.stack else None)
         return Command(active, args, out, err).run()
     except (UsageError, TimeArgumentError) as error:
         print(f"error: {error}", file=err)

@@ -6,6 +6,7 @@ import argparse
 from datetime import datetime
 from enum import StrEnum
 
+from functions import __version__
 from functions.cli.pacing import RateArgumentError, parse_rate
 from functions.cli.timeargs import parse_time
 from functions.core.redrive import DeadLetterFilter
@@ -91,11 +92,41 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--limit", type=_positive_int, metavar="N", help="act on at most N selected items")
 
     parser = argparse.ArgumentParser(
-        prog="python -m functions.cli",
-        description="On-call tools for postbacks: inspect the dead-letter queues, redrive, purge, recover.",
+        prog="postbacks",
+        description="On-call tools for postbacks: the stage's status; inspect the dead-letter queues, redrive, "
+        "purge, recover. Paged? Start with `postbacks status`.",
         epilog="Runbook: docs/runbook.md. Exit codes: 0 ok, 1 failure, 2 usage, 3 partial.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="read the tables and queues from this CloudFormation stack's outputs (e.g. postbacks-prod) "
+        "instead of the POSTBACKS_* variables",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = commands.add_parser(
+        "status",
+        parents=[output],
+        help="what is failing now: alarms, queues, deliveries of the last hour, paused hosts, the DLQs",
+        description="Alarms in ALARM; depth and oldest message age of the deliveries queue and both DLQs "
+        "(ages from CloudWatch, or from reading a DLQ); deliveries updated in the last hour by state (a "
+        "bounded sample of the deliveries table, exact dead-letter count from its index); paused tracker "
+        "hosts; each DLQ's top reasons. Changes nothing.",
+    )
+    status.add_argument(
+        "--sample",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="read at most N delivery records for the by-state counts (default 2000; cost: docs/cli.md#status)",
+    )
+    status.add_argument(
+        "--no-dlq-scan",
+        action="store_true",
+        help="do not read the DLQs' messages (depths only; no reasons, no age where CloudWatch has none)",
+    )
 
     dlq = commands.add_parser("dlq", help="the dead-letter queues", description="Inspect and act on a DLQ.")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -149,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--yes", action="store_true", help="confirm the deletion")
     purge.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+
+    commands.add_parser(
+        "hosts",
+        parents=[output],
+        help="tracker hosts paused after repeated failures",
+        description="List the tracker hosts (name:port) the sender has paused after consecutive failed "
+        "attempts: paused, probing, or pause ended (the next attempt probes them).",
+    )
 
     recover = commands.add_parser(
         "recover",

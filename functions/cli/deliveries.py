@@ -20,7 +20,14 @@ from functions.cli.pacing import Pacer
 from functions.cli.scanning import QueueScan
 from functions.core.messages import delivery_message
 from functions.core.model import Delivery, utc_now
-from functions.core.redrive import Action, DeadLetterFilter, decide_for_message, decide_for_record, recover_token
+from functions.core.redrive import (
+    Action,
+    DeadLetterFilter,
+    decide_for_message,
+    decide_for_purge,
+    decide_for_record,
+    recover_token,
+)
 from functions.storage.deliveries import DeliveryRepository
 from functions.storage.queues import Queue, ReceivedMessage
 
@@ -47,6 +54,15 @@ def _queue_error_text(error: ClientError | BotoCoreError) -> str:
     if isinstance(error, ClientError):
         return f"{error.response.get('Error', {}).get('Code', 'ClientError')}"
     return type(error).__name__
+
+
+def requeue(queue: Queue, pacer: Pacer, record: Delivery) -> None:
+    """Send an active delivery a message again, record untouched (`Action.REQUEUE`)."""
+    pacer.wait()
+    queue.send(
+        delivery_message(record.delivery_id),
+        attributes={"affiliate_id": record.affiliate_id, "postback_id": record.postback_id},
+    )
 
 
 class Enqueuer:
@@ -122,6 +138,35 @@ class DeliveryDeadLetters(DeadLetterQueue[DeadLetterEntry]):
 
     def record(self, delivery_id: str) -> Delivery | None:
         return self._repository.get(delivery_id)
+
+    def purge(self, selection: DeadLetterFilter, options: RunOptions) -> RedriveReport:
+        """Delete the selected DLQ messages, but never the only message of an active delivery.
+
+        A message the queue's redrive policy moved while its delivery was still `pending`/`retrying`
+        is queued again on the deliveries queue before its copy is deleted (`decide_for_purge`).
+        Dead-lettered records stay in the table: `recover` still finds them.
+        """
+
+        def purge_one(scan: QueueScan, message: ReceivedMessage, entry: DeadLetterEntry) -> Outcome:
+            delivery_id = entry.delivery_id
+            record = self._repository.get(delivery_id) if delivery_id is not None and entry.kind.redrivable else None
+            decision = decide_for_purge(entry, record, self._clock().timestamp())
+            requeue_first = decision.action is Action.REQUEUE and record is not None
+            if options.dry_run:
+                result = Result.WOULD_REQUEUE if requeue_first else Result.WOULD_DELETE
+                return Outcome(delivery_id, entry.message_id, result, decision.why)
+            if requeue_first and record is not None:
+                try:
+                    requeue(self._deliveries_queue, options.pacer, record)
+                except (ClientError, BotoCoreError) as error:
+                    why = f"send failed: {_queue_error_text(error)}; the copy is kept"
+                    return Outcome(delivery_id, entry.message_id, Result.FAILED, why)
+            scan.delete(message)
+            return Outcome(
+                delivery_id, entry.message_id, Result.REQUEUED if requeue_first else Result.DELETED, decision.why
+            )
+
+        return self._act(selection, purge_one, options)
 
     def redrive(self, selection: DeadLetterFilter, options: RunOptions) -> RedriveReport:
         enqueuer = Enqueuer(self._deliveries_queue, self._repository, options.pacer, self._clock, self._on_step)
@@ -210,7 +255,7 @@ class Recovery:
         return act_on_selected(
             self._distinct(self._repository.dead_lettered(selection.since, selection.until)),
             selection.matches_record,
-            lambda candidate: self._recover_one(candidate, enqueuer, options.dry_run),
+            lambda candidate: self._recover_one(candidate, enqueuer, options),
             options,
         )
 
@@ -223,7 +268,15 @@ class Recovery:
                 seen.add(record.delivery_id)
                 yield record
 
-    def _recover_one(self, candidate: Delivery, enqueuer: Enqueuer, dry_run: bool) -> Outcome:
+    def _requeue(self, record: Delivery, options: RunOptions, why: str) -> Outcome:
+        try:
+            requeue(self._deliveries_queue, options.pacer, record)
+        except (ClientError, BotoCoreError) as error:
+            return Outcome(record.delivery_id, None, Result.FAILED, f"send failed: {_queue_error_text(error)}")
+        return Outcome(record.delivery_id, None, Result.REQUEUED, why)
+
+    def _recover_one(self, candidate: Delivery, enqueuer: Enqueuer, options: RunOptions) -> Outcome:
+        dry_run = options.dry_run
         record: Delivery | None = candidate
         for _ in range(MAX_CLAIM_ROUNDS):
             if record is None:
@@ -233,6 +286,8 @@ class Recovery:
                 return Outcome(record.delivery_id, None, Result.would(decision.action), decision.why)
             if decision.action is Action.DROP:
                 return Outcome(record.delivery_id, None, Result.DROPPED, decision.why)
+            if decision.action is Action.REQUEUE:
+                return self._requeue(record, options, decision.why)
             if decision.action is Action.FINISH and record.redrive_token is not None:
                 self._repository.mark_enqueued(record.delivery_id, record.redrive_token, self._clock())
                 return Outcome(record.delivery_id, None, Result.RESUMED, decision.why)

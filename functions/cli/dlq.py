@@ -35,6 +35,7 @@ class Result(StrEnum):
     SKIPPED = "skipped"  # left for a re-run (busy, missing record, kept changing)
     FAILED = "failed"  # an AWS error or the evaluator's own failure; a re-run picks it up
     NOT_REPLAYABLE = "not_replayable"  # evaluator DLQ: the stream no longer holds the range
+    REQUEUED = "requeued"  # an active delivery sent a message again (purge, recover), its record untouched
     # --dry-run: what the run would do: would_ + the purge, the replay or the redrive decision (`Action`).
     WOULD_DELETE = "would_delete"
     WOULD_REPLAY = "would_replay"
@@ -46,6 +47,7 @@ class Result(StrEnum):
     WOULD_SKIP_BUSY = "would_skip_busy"
     WOULD_SKIP_UNREADABLE = "would_skip_unreadable"
     WOULD_LEAVE_IN_DLQ = "would_leave_in_dlq"
+    WOULD_REQUEUE = "would_requeue"
 
     @classmethod
     def would(cls, action: Action) -> Result:

@@ -85,7 +85,15 @@ def _string(name: str, value: Any) -> str:
 
 
 def _number(name: str, value: Any) -> Decimal:
-    raw = value.get("N") if isinstance(value, Mapping) else None
+    raw = value.get("N") if type(value) is dict or isinstance(value, Mapping) else None
+    if type(raw) is str:
+        try:
+            number = Decimal(raw)
+        except InvalidOperation as exc:
+            raise MalformedRecordError(f"attribute {name} is not a valid number: {raw!r}") from exc
+        if not number.is_finite():
+            raise MalformedRecordError(f"attribute {name} is not a finite number: {raw!r}")
+        return number
     if not isinstance(raw, str | int | float | Decimal) or isinstance(raw, bool):
         raise MalformedRecordError(f"attribute {name} must be a number (N)")
     try:
@@ -114,37 +122,53 @@ _ABSENT = object()
 
 
 def parse_image(image: Any) -> Conversion:
-    """A conversion from a stream image; `MalformedRecordError` on a missing or mistyped attribute."""
-    if not isinstance(image, Mapping):
+    """A conversion from a stream image; `MalformedRecordError` on a missing or mistyped attribute.
+
+    Stream images are plain dicts of plain dicts and most attributes are strings: a value that is
+    exactly `{"S": <str>}` takes an inline path (exact type checks, no call per attribute); anything
+    else goes through the general checks (`_is_null`, the attribute's parser), which give the same
+    results and the errors.
+    """
+    if type(image) is not dict and not isinstance(image, Mapping):
         raise MalformedRecordError("image is not a map of attributes")
-    required: dict[str, str] = {}
+    required: list[str] = []
+    get = image.get
     for name in REQUIRED_ATTRIBUTES:
-        raw = image.get(name, _ABSENT)
-        if raw is _ABSENT or _is_null(raw):
+        raw = get(name, _ABSENT)
+        value: str
+        if type(raw) is dict and len(raw) == 1 and type(text := raw.get("S")) is str:
+            value = text
+        elif raw is _ABSENT or _is_null(raw):
             raise MalformedRecordError(f"missing required attribute {name}")
-        value = _string(name, raw)
-        if not value.strip():
+        else:
+            value = _string(name, raw)
+        if not value or value.isspace():
             raise MalformedRecordError(f"required attribute {name} is empty")
-        required[name] = value
-    status = parse_status(required["status"])
+        required.append(value)
+    conversion_id, affiliate_id, offer_id, conversion_type, raw_status = required
+    status = parse_status(raw_status)
     attributes: dict[str, AttributeValue] = {
-        "conversion_id": required["conversion_id"],
-        "affiliate_id": required["affiliate_id"],
-        "offer_id": required["offer_id"],
-        "conversion_type": required["conversion_type"],
+        "conversion_id": conversion_id,
+        "affiliate_id": affiliate_id,
+        "offer_id": offer_id,
+        "conversion_type": conversion_type,
         "status": status,
     }
     parsers = _OPTIONAL_PARSERS
-    for name, value in image.items():
+    string = _string
+    for name, raw in image.items():
         parser = parsers.get(name)
-        if parser is None or _is_null(value):
+        if parser is None:
             continue
-        attributes[name] = parser(name, value)
+        if parser is string and type(raw) is dict and len(raw) == 1 and type(text := raw.get("S")) is str:
+            attributes[name] = text
+        elif not _is_null(raw):
+            attributes[name] = parser(name, raw)
     return Conversion(
-        conversion_id=required["conversion_id"],
-        affiliate_id=required["affiliate_id"],
-        offer_id=required["offer_id"],
-        conversion_type=required["conversion_type"],
+        conversion_id=conversion_id,
+        affiliate_id=affiliate_id,
+        offer_id=offer_id,
+        conversion_type=conversion_type,
         status=status,
         attributes=attributes,
     )

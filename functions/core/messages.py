@@ -14,7 +14,10 @@ Evaluator DLQ: the stream record whole, the reason, and its stream position.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from functions.core.matching import PlannedDelivery
 
 MESSAGE_VERSION = 1
 REASON_MALFORMED_MESSAGE = "malformed_message"
@@ -61,6 +64,23 @@ def dead_letter_message(
         "created_at": created_at,
         "dead_lettered_at": dead_lettered_at,
     }
+
+
+def unsent_delivery_dead_letter(delivery: PlannedDelivery, reason: str, at: str) -> dict[str, Any]:
+    """The DLQ copy of a delivery recorded dead-lettered at match time, never attempted (`url_too_long`)."""
+    return dead_letter_message(
+        delivery_id=delivery.delivery_id,
+        affiliate_id=delivery.affiliate_id,
+        postback_id=delivery.postback_id,
+        conversion_id=delivery.conversion_id,
+        conversion_status=delivery.conversion_status,
+        target_host=delivery.target_host,
+        reason=reason,
+        last_status_code=None,
+        attempts=[],
+        created_at=at,
+        dead_lettered_at=at,
+    )
 
 
 def dead_letter_attributes(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class RecordDeadLetterReason(StrEnum):
 
     MALFORMED = "malformed"  # the conversion service wrote a record the parser refuses
     RENDER_FAILED = "render_failed"  # a postback's URL could not be rendered for the conversion
+    REJECTED = "rejected"  # a delivery of it can never be written (too large, ValidationException)
 
 
 UNITS: Mapping[Metric, Unit] = {metric: Unit.COUNT for metric in Metric} | {Metric.GET_DURATION: Unit.MILLISECONDS}
@@ -136,6 +138,7 @@ class MetricsBatch:
     """Counts and durations of one invocation, written as EMF lines by `flush()`.
 
     Counts are summed; durations are kept as values (CloudWatch computes percentiles from them).
+    Safe to share between threads (the sender's GETs of one batch record into one batch).
     """
 
     stage: str
@@ -143,6 +146,7 @@ class MetricsBatch:
     clock: Callable[[], float] = time.time
     _counts: dict[tuple[Metric, str | None], float] = field(default_factory=dict, init=False, repr=False)
     _values: dict[tuple[Metric, str | None], list[float]] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _key(self, metric: Metric, reason: str | None, unit: Unit) -> tuple[Metric, str | None]:
         if UNITS[metric] is not unit:
@@ -160,14 +164,16 @@ class MetricsBatch:
         if n < 0:
             raise MetricError(f"{metric.value}: a count cannot go down ({n})")
         key = self._key(metric, reason, Unit.COUNT)
-        self._counts[key] = self._counts.get(key, 0) + n
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
 
     def duration(self, metric: Metric, milliseconds: float) -> None:
         """Record one duration of a Milliseconds metric (every value is kept)."""
         if milliseconds < 0:
             raise MetricError(f"{metric.value}: a duration cannot be negative ({milliseconds})")
         key = self._key(metric, None, Unit.MILLISECONDS)
-        self._values.setdefault(key, []).append(float(milliseconds))
+        with self._lock:
+            self._values.setdefault(key, []).append(float(milliseconds))
 
     def __bool__(self) -> bool:
         return bool(self._counts or self._values)
@@ -193,9 +199,10 @@ class MetricsBatch:
 
     def flush(self) -> list[str]:
         """Write the EMF lines of what was recorded (nothing when empty), start over; returns the lines."""
-        lines = [json.dumps(document, separators=(",", ":")) for document in self.documents()]
-        self._counts.clear()
-        self._values.clear()
+        with self._lock:
+            lines = [json.dumps(document, separators=(",", ":")) for document in self.documents()]
+            self._counts.clear()
+            self._values.clear()
         for line in lines:
             self.write(line)
         return lines

@@ -16,6 +16,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from functions.core.signing import SigningSecret
+
 CONVERSION_STATUSES: tuple[str, ...] = (
     "approved",
     "pending",
@@ -72,6 +74,10 @@ class Postback:
     # Audit: the `sub` of the caller that created it and of the one that last changed it.
     created_by: str | None = None
     updated_by: str | None = None
+    # The first attempt waits this long after the match (docs/contract.md §5).
+    delay_seconds: int = 0
+    # Set only by the sender's batch read (`PostbackRepository.get_many`); never shown, never compared.
+    signing_secret: SigningSecret | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,11 @@ class Delivery:
     redrive_count: int = 0
     redrive_token: str | None = None
     expires_at: int | None = None  # TTL, epoch seconds
+    # Dead-lettered only: the copy in the deliveries DLQ was sent (written with the outcome, never on the happy path).
+    dlq_copy_sent: bool = False
+    # The last host pause this delivery waited for (docs/sender.md, host pause), and how many times it waited.
+    host_paused_until: str | None = None
+    host_pause_waits: int = 0
 
     @property
     def last_status_code(self) -> int | None:
@@ -208,4 +219,5 @@ def delivery_id_for(postback_id: str, conversion_id: str, status: str) -> str:
     the conditional write refuses a second delivery; it is also the `{deliveryId}` placeholder.
     """
     digest = hashlib.sha256(f"{postback_id}\x1f{conversion_id}\x1f{status}".encode()).digest()
-    return "dl_" + base64.b32encode(digest).decode("ascii").rstrip("=").lower()[:32]
+    # 32 base32 characters are the first 160 bits: encode those 20 bytes only (same result, less work).
+    return "dl_" + base64.b32encode(digest[:20]).decode("ascii").lower()

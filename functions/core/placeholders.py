@@ -22,6 +22,9 @@ class Source(StrEnum):
     UNIX_SECONDS = "unix_seconds"  # an ISO 8601 attribute as Unix seconds
     POSTBACK_ID = "postback_id"
     DELIVERY_ID = "delivery_id"
+    # Filled by the sender at each attempt (functions.core.signing), never at match time.
+    ATTEMPT_TIMESTAMP = "attempt_timestamp"
+    SIGNATURE = "signature"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,19 @@ CATALOGUE: tuple[Placeholder, ...] = (
         "Delivery ID",
         "The ID of this delivery, the same on every retry: use it to deduplicate.",
         Source.DELIVERY_ID,
+    ),
+    Placeholder(
+        "timestamp",
+        "Timestamp",
+        "Unix seconds when this attempt is sent, filled afresh on every retry.",
+        Source.ATTEMPT_TIMESTAMP,
+    ),
+    Placeholder(
+        "signature",
+        "Signature",
+        "The attempt's signature (HMAC-SHA256 with the postback's signing secret, base64url); "
+        "must be the value of the URL's final query parameter.",
+        Source.SIGNATURE,
     ),
     Placeholder(
         "revenue", "Revenue", "The network's revenue, as a plain decimal.", Source.AMOUNT, "revenue", restricted=True

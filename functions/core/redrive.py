@@ -34,7 +34,12 @@ from functions.core.model import Delivery, DeliveryState, format_timestamp, pars
 # The partitions of the deliveries table's sparse `by_dead_letter` index (`dead_letter_partition`).
 DEAD_PARTITION = "dead"
 REDRIVING_PARTITION = "redriving"
+# An active delivery whose message SQS received so often that the queue's redrive policy may move it
+# to the DLQ (written by the sender on that failure path only): `recover` queues it again.
+AT_RISK_PARTITION = "at_risk"
 
+# Dead-lettered at match time, never attempted: nothing a redrive could send (`url_too_long`).
+NEVER_SENT_REASONS = frozenset({"url_too_long"})
 CLAIMABLE_STATES = frozenset({DeliveryState.DEAD_LETTERED, DeliveryState.FAILED})
 FINISHED_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.CANCELLED})
 ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.IN_FLIGHT, DeliveryState.RETRYING})
@@ -145,6 +150,10 @@ class Action(StrEnum):
     SKIP_BUSY = "skip_busy"  # a sender holds a live lease on it, or a redrive is in progress: leave it
     SKIP_UNREADABLE = "skip_unreadable"  # the message names no delivery: leave it
     LEAVE = "leave_in_dlq"  # the sender set the message aside (malformed, unknown delivery): nothing to send
+    # An active delivery whose only message may be gone (moved to the DLQ, purged, expired): send it a
+    # message, leave the record as it is (its schedule goes on; the sender's lease makes a duplicate harmless).
+    REQUEUE = "requeue"
+    DELETE = "delete"  # purge: the DLQ copy can go, the record keeps the delivery
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,8 @@ def decide_for_message(entry: DeliveryDeadLetter, record: Delivery | None, now_e
                 return Decision(Action.FINISH, "an interrupted redrive of this message was sent; the sender has it")
             return Decision(Action.RESEND, "an interrupted redrive of this message reset the record but did not finish")
         return Decision(Action.DROP, "this message was already redriven")
+    if record.state in CLAIMABLE_STATES and record.reason in NEVER_SENT_REASONS:
+        return Decision(Action.LEAVE, f"{record.reason}: the delivery can never be sent (its URL was not kept whole)")
     if record.state in CLAIMABLE_STATES:
         return Decision(Action.CLAIM, f"delivery is {record.state}")
     if record.state in FINISHED_STATES:
@@ -182,8 +193,28 @@ def decide_for_message(entry: DeliveryDeadLetter, record: Delivery | None, now_e
     return Decision(Action.SKIP_UNREADABLE, f"unknown delivery state {record.state!r}")
 
 
+def _live_lease(record: Delivery, now_epoch: float) -> bool:
+    return record.lease_expires_at is not None and record.lease_expires_at > now_epoch
+
+
+def decide_for_purge(entry: DeliveryDeadLetter, record: Delivery | None, now_epoch: float) -> Decision:
+    """Whether `dlq purge` may just delete a deliveries-DLQ message, or must first queue its delivery again.
+
+    A message the queue's redrive policy moved while its delivery was still active may be the only
+    message of that delivery: deleting it would strand the record `pending`/`retrying` forever.
+    """
+    moved = entry.kind is MessageKind.MOVED
+    if record is not None and moved and record.state in ACTIVE_STATES and not _live_lease(record, now_epoch):
+        return Decision(Action.REQUEUE, f"delivery is still {record.state}: queued again before the copy is deleted")
+    return Decision(Action.DELETE, entry.reason or "purged")
+
+
 def decide_for_record(record: Delivery, now: datetime, abandoned_after_seconds: float) -> Decision:
     """What a recovery from the deliveries table does with one record of the `by_dead_letter` index."""
+    if record.dead_letter_partition == AT_RISK_PARTITION and record.state in ACTIVE_STATES:
+        if _live_lease(record, now.timestamp()):
+            return Decision(Action.SKIP_BUSY, "a sender holds a live lease on the delivery")
+        return Decision(Action.REQUEUE, f"delivery is still {record.state} and its message may have left the queue")
     if record.dead_letter_partition == REDRIVING_PARTITION:
         if record.state != DeliveryState.PENDING:
             return Decision(Action.FINISH, "an interrupted redrive was sent; the sender has it")

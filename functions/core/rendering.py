@@ -106,15 +106,19 @@ def _value_getter(placeholder: Placeholder) -> Callable[[ConversionChange], str]
     raise ValueError(f"placeholder {placeholder.name} has no conversion value")
 
 
+_ATTEMPT_SOURCES = (Source.ATTEMPT_TIMESTAMP, Source.SIGNATURE)
 # The value of every placeholder that depends on the change alone; the postback's and the
 # delivery's IDs are given per postback when rendering.
 _GETTERS_BY_NAME: dict[str, Callable[[ConversionChange], str]] = {
     placeholder.name: _value_getter(placeholder)
     for placeholder in CATALOGUE
-    if placeholder.source not in (Source.POSTBACK_ID, Source.DELIVERY_ID)
+    if placeholder.source not in (Source.POSTBACK_ID, Source.DELIVERY_ID, *_ATTEMPT_SOURCES)
 }
 _POSTBACK_ID_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.POSTBACK_ID)
 _DELIVERY_ID_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.DELIVERY_ID)
+# `{timestamp}` and `{signature}` stay in the rendered URL as written: the sender fills them at
+# each attempt (functions.core.signing.attempt_url), so every retry is signed afresh.
+_ATTEMPT_NAMES = frozenset(p.name for p in CATALOGUE if p.source in _ATTEMPT_SOURCES)
 
 
 class ChangeValues(dict[str, str]):
@@ -150,6 +154,10 @@ class _Template:
     empty_path_segments: tuple[str, ...]
     has_path_placeholder: bool
     hostname: str | None
+    # Every placeholder is in the query or the fragment: the scheme, authority and path are literal
+    # text, the values are percent-encoded (no delimiter survives), so the rendered URL points
+    # where the template does and needs no second parse.
+    target_fixed: bool = False
 
 
 def _component_at(template: str, index: int, authority_start: int) -> Component:
@@ -201,6 +209,7 @@ def _parse_template(template: str) -> _Template:
         empty_path_segments=tuple(parts.path.split("/")),
         has_path_placeholder=Component.PATH in components,
         hostname=parts.hostname,
+        target_fixed=all(component in (Component.QUERY, Component.FRAGMENT) for component in components),
     )
 
 
@@ -226,13 +235,17 @@ def render_change_url(template: str, values: ChangeValues, postback_id: str, del
             value = delivery_id
         elif name in _POSTBACK_ID_NAMES:
             value = postback_id
+        elif name in _ATTEMPT_NAMES:
+            pieces.extend(("{", name, "}", literal))
+            continue
         else:
             value = values[name]
         if value:
             pieces.append(_encode(value))
         pieces.append(literal)
     rendered = "".join(pieces)
-    _check_target(parsed, rendered)
+    if not parsed.target_fixed:
+        _check_target(parsed, rendered)
     return rendered
 
 

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from functions.core.egress import EgressPolicy, url_problems
 from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, Scope
 from functions.core.placeholders import BY_NAME, placeholders_in
+from functions.core.signing import signature_problems
 
 MAX_OFFER_ID_LENGTH = 128
+# `delay_seconds`: the first attempt waits this long after the match (SQS DelaySeconds allows 900).
+MAX_DELAY_SECONDS = 900
 SCOPES: tuple[str, ...] = tuple(scope.value for scope in Scope)
 
 
@@ -44,6 +47,7 @@ class PostbackFields:
     conversion_types: Sequence[str] | None = None
     conversion_statuses: Sequence[str] | None = None
     url: str | None = None
+    delay_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ def placeholder_problems(url: str, allowed: frozenset[str]) -> list[str]:
 def url_field_problems(url: str, rules: ValidationRules) -> list[FieldError]:
     messages = url_problems(url, rules.egress, max_length=rules.max_url_length)
     messages.extend(placeholder_problems(url, rules.allowed_placeholders))
+    messages.extend(signature_problems(url))
     return [FieldError("url", message) for message in messages]
 
 
@@ -150,4 +155,6 @@ def validate_postback(fields: PostbackFields, rules: ValidationRules) -> list[Fi
         errors.extend(_conversion_statuses(fields.conversion_statuses))
     if fields.url is not None:
         errors.extend(url_field_problems(fields.url, rules))
+    if fields.delay_seconds is not None and not 0 <= fields.delay_seconds <= MAX_DELAY_SECONDS:
+        errors.append(FieldError("delay_seconds", f"must be a whole number of seconds from 0 to {MAX_DELAY_SECONDS}"))
     return errors

@@ -15,6 +15,10 @@ the earliest record whose work is not complete (a throttled write, an SQS error,
 error, a dead letter that could not be sent); Lambda retries from it. Records before it are fully
 written and enqueued; work redone on the retry is idempotent. The event source mapping must enable
 `ReportBatchItemFailures` (set in the merge template).
+
+Observability: one `evaluator.batch` log line per invocation (and a line per record set aside or
+failed, `functions.logs`), and the evaluator's EMF metrics (`functions.core.metrics`) flushed once
+per invocation, error paths included.
 """
 
 from __future__ import annotations
@@ -33,4 +37,8 @@ evaluator = Blueprint(__name__)
 )
 def on_conversion_change(event: DynamoDBEvent) -> dict[str, Any]:
     records = event.to_dict().get("Records") or []
-    return bootstrap.conversion_evaluator().process(records).as_response()
+    metrics = bootstrap.new_metrics_batch()
+    try:
+        return bootstrap.conversion_evaluator().process(records, metrics).as_response()
+    finally:
+        metrics.flush()  # one EMF line per reason, also when the batch raised

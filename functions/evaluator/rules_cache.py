@@ -13,6 +13,13 @@ evaluator reads it once per batch and passes it to `observe`; then
   back to the TTL alone: entries younger than `ttl_seconds` are used, older ones are read again,
   and what is read then keeps only the TTL.
 
+- **Max age**: whatever the version says, no entry is served longer than `max_age_seconds`
+  (default `DEFAULT_MAX_AGE_SECONDS`, 60 s, or the TTL if that is longer) after its read. The
+  settle window assumes the index caught up within 2 s; DynamoDB does not promise it, and an entry
+  read while the index lagged longer would otherwise be served until the next edit anywhere —
+  hours in a quiet system. The max age bounds that (`_within_max_age`), at the cost of one `Query`
+  per active affiliate per minute per container.
+
 So an edit or a new postback applies to changes evaluated at most `ttl_seconds` after it was
 saved (docs/contract.md §2) and, in the common case, from the next batch on. A delete or a disable needs
 no freshness here: the sender checks the postback again before every GET.
@@ -39,6 +46,8 @@ DEFAULT_MAX_AFFILIATES = 10_000
 # read within this window is trusted for the TTL only, so a later-propagating change is still
 # picked up within `POSTBACKS_RULES_CACHE_SECONDS`.
 SETTLE_SECONDS = 2.0
+# The longest any entry is served without a fresh read, whatever the rules version says.
+DEFAULT_MAX_AGE_SECONDS = 60.0
 
 Loader = Callable[[str], list[Postback]]
 
@@ -60,10 +69,12 @@ class RulesCache:
         *,
         wall_clock: Callable[[], float] = time.time,
         settle_seconds: float = SETTLE_SECONDS,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
     ) -> None:
         if max_affiliates < 1:
             raise ValueError("max_affiliates must be at least 1")
         self._ttl = ttl_seconds
+        self._max_age = max(max_age_seconds, ttl_seconds)
         self._max = max_affiliates
         self._clock = clock
         self._wall_clock = wall_clock
@@ -80,6 +91,11 @@ class RulesCache:
     @property
     def enabled(self) -> bool:
         return self._ttl > 0
+
+    @property
+    def max_staleness_seconds(self) -> float:
+        """How far behind the table the postbacks `get` returns can be: the max age plus the settle time."""
+        return (self._max_age if self.enabled else 0.0) + self._settle
 
     @property
     def version(self) -> int | None:
@@ -119,7 +135,12 @@ class RulesCache:
             self._entries.pop(affiliate_id, None)
         return postbacks
 
+    def _within_max_age(self, entry: _Entry, now: float) -> bool:
+        return now - entry.loaded_at < self._max_age
+
     def _valid(self, entry: _Entry, now: float) -> bool:
+        if not self._within_max_age(entry, now):
+            return False
         young = now - entry.loaded_at < self._ttl
         if not self._known:
             return young

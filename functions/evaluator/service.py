@@ -30,11 +30,27 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
-from functions.core.matching import PlannedDelivery, match_change
-from functions.core.messages import delivery_message, evaluator_dead_letter_message
+from functions.core.matching import (
+    DEFAULT_MAX_URL_BYTES,
+    REASON_URL_TOO_LONG,
+    MatchResult,
+    PlannedDelivery,
+    earlier_deliveries,
+    latest_edit,
+    match_change,
+)
+from functions.core.messages import (
+    dead_letter_attributes,
+    delivery_message,
+    evaluator_dead_letter_message,
+    unsent_delivery_dead_letter,
+)
+from functions.core.metrics import Metric, MetricsBatch, RecordDeadLetterReason
 from functions.core.model import ConversionChange, Postback, format_timestamp, utc_now
 from functions.evaluator.rules_cache import RulesCache
+from functions.logs import Event, log_event
 from functions.storage.deliveries import CreateOutcome
+from functions.storage.errors import permanent_failure
 from functions.storage.queues import SQS_BATCH_LIMIT, OutgoingMessage, QueueSendError
 
 if TYPE_CHECKING:
@@ -53,6 +69,12 @@ class RulesVersionSource(Protocol):
 
 class DeliveryStore(Protocol):
     def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome: ...
+
+    def pending_among(self, delivery_ids: Sequence[str]) -> list[PlannedDelivery]: ...
+
+    def create_dead_lettered(self, planned: PlannedDelivery, reason: str, *, now: datetime, ttl_days: int) -> bool: ...
+
+    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool: ...
 
 
 class MessageQueue(Protocol):
@@ -106,6 +128,23 @@ def sequence_number(record: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _record_ids(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`conversion_id` and `affiliate_id` of a record for the log, as far as its image has them (malformed too)."""
+    stream = record.get("dynamodb")
+    ids: dict[str, Any] = {}
+    if not isinstance(stream, Mapping):
+        return ids
+    for image_key in ("NewImage", "OldImage"):
+        image = stream.get(image_key)
+        if not isinstance(image, Mapping):
+            continue
+        for name in ("conversion_id", "affiliate_id"):
+            value = image.get(name)
+            if name not in ids and isinstance(value, Mapping) and isinstance(value.get("S"), str):
+                ids[name] = value["S"]
+    return ids
+
+
 def _parse(index: int, record: Mapping[str, Any]) -> _Item:
     try:
         change = parse_change(record)
@@ -128,9 +167,17 @@ class ConversionEvaluator:
         delivery_ttl_days: int,
         clock: Callable[[], datetime] = utc_now,
         rules_versions: RulesVersionSource | None = None,
+        deliveries_dead_letters: MessageQueue | None = None,
+        max_url_bytes: int = DEFAULT_MAX_URL_BYTES,
     ) -> None:
-        """`rules_versions` validates the rules cache (see `RulesCache`); without it the TTL alone applies."""
+        """`rules_versions` validates the rules cache (see `RulesCache`); without it the TTL alone applies.
+
+        `deliveries_dead_letters` (the deliveries DLQ) takes the copy of a delivery recorded
+        `url_too_long` (over `max_url_bytes`); without it such a record is reported for retry.
+        """
         self._postbacks = postbacks
+        self._delivery_dead_letters = deliveries_dead_letters
+        self._max_url_bytes = max_url_bytes
         self._versions = rules_versions
         self._deliveries = deliveries
         self._queue = deliveries_queue
@@ -139,12 +186,13 @@ class ConversionEvaluator:
         self._ttl_days = delivery_ttl_days
         self._clock = clock
 
-    def process(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
+    def process(self, records: Sequence[Mapping[str, Any]], metrics: MetricsBatch | None = None) -> BatchResult:
+        """Evaluate one batch; counts go to `metrics` (the handler flushes it), one `evaluator.batch` line."""
         now = self._clock()
         items = [_parse(index, record) for index, record in enumerate(records)]
         rules, read_failed_at = self._load_rules(items)
         limit = len(items) if read_failed_at is None else read_failed_at
-        written = self._write(items[:limit], rules, now)
+        written = self._write(items[:limit], rules, now, metrics)
         enqueued, enqueue_failed_at = self._enqueue(written.pending)
         failures = [index for index in (read_failed_at, written.failed_at, enqueue_failed_at) if index is not None]
         failed = None
@@ -158,16 +206,22 @@ class ConversionEvaluator:
             dead_lettered=written.dead_lettered,
             failed_sequence_number=failed,
         )
-        logger.info(
-            "evaluated batch: records=%d status_changes=%d affiliates=%d created=%d enqueued=%d "
-            "dead_lettered=%d failed_sequence_number=%s",
-            result.records,
-            result.status_changes,
-            len(rules),
-            result.deliveries_created,
-            result.deliveries_enqueued,
-            result.dead_lettered,
-            result.failed_sequence_number,
+        if metrics is not None:
+            metrics.count(Metric.EVALUATOR_RECORDS, result.records)
+            metrics.count(Metric.STATUS_CHANGES, result.status_changes)
+            metrics.count(Metric.DELIVERIES_CREATED, result.deliveries_created)
+            metrics.count(Metric.EVALUATOR_RECORDS_REPORTED_FAILED, len(result.as_response()["batchItemFailures"]))
+        log_event(
+            logger,
+            Event.EVALUATOR_BATCH,
+            logging.INFO if failed is None else logging.WARNING,
+            records=result.records,
+            status_changes=result.status_changes,
+            affiliates=len(rules),
+            deliveries_created=result.deliveries_created,
+            enqueued=result.deliveries_enqueued,
+            dead_lettered=result.dead_lettered,
+            failed_sequence_number=result.failed_sequence_number,
         )
         return result
 
@@ -184,8 +238,17 @@ class ConversionEvaluator:
                 continue
             try:
                 rules[affiliate_id] = self._rules.get(affiliate_id, self._postbacks.list_for_affiliate)
-            except Exception:
-                logger.exception("reading postbacks failed: affiliate_id=%s", affiliate_id)
+            except Exception as exc:
+                log_event(
+                    logger,
+                    Event.RULES_READ_FAILED,
+                    logging.ERROR,
+                    exc_info=True,
+                    affiliate_id=affiliate_id,
+                    conversion_id=item.change.conversion.conversion_id,
+                    sequence_number=sequence_number(item.record),
+                    reason=type(exc).__name__,
+                )
                 return rules, item.index
         return rules, None
 
@@ -195,48 +258,170 @@ class ConversionEvaluator:
             return
         try:
             version = self._versions.rules_version()
-        except Exception:
+        except Exception as exc:
             # Not a batch failure: this batch falls back to the TTL (the cache's own bound).
-            logger.warning("reading the rules version failed; rules cache on its TTL for this batch", exc_info=True)
+            log_event(
+                logger, Event.RULES_VERSION_READ_FAILED, logging.WARNING, exc_info=True, reason=type(exc).__name__
+            )
             self._rules.observe(None)
             return
         self._rules.observe(version.number, version.changed_at)
 
-    def _write(self, items: Sequence[_Item], rules: Mapping[str, tuple[Postback, ...]], now: datetime) -> _Written:
+    def _write(
+        self,
+        items: Sequence[_Item],
+        rules: Mapping[str, tuple[Postback, ...]],
+        now: datetime,
+        metrics: MetricsBatch | None,
+    ) -> _Written:
         """Dead letters and conditional writes, in record order, up to the first record that fails."""
         pending: list[_Pending] = []
         seen: set[str] = set()
+        edits: dict[str, float] = {}  # per affiliate: its newest postback save (epoch seconds)
         created = dead_lettered = 0
         for item in items:
             try:
                 if item.malformed_reason is not None:
-                    self._dead_letter(item.record, item.malformed_reason, now)
+                    malformed = RecordDeadLetterReason.MALFORMED
+                    self._dead_letter(item.record, item.malformed_reason, now, malformed, metrics)
                     dead_lettered += 1
                     continue
                 if item.change is None:
                     continue
-                match = match_change(item.change, rules[item.change.conversion.affiliate_id])
+                postbacks = rules[item.change.conversion.affiliate_id]
+                match = match_change(item.change, postbacks, self._max_url_bytes)
                 for failure in match.failures:
-                    self._dead_letter(item.record, f"{failure.reason} (postback {failure.postback_id})", now)
+                    self._dead_letter(
+                        item.record,
+                        f"{failure.reason} (postback {failure.postback_id})",
+                        now,
+                        RecordDeadLetterReason.RENDER_FAILED,
+                        metrics,
+                        postback_id=failure.postback_id,
+                    )
                     dead_lettered += 1
+                for delivery in match.too_long:
+                    if delivery.delivery_id not in seen:
+                        seen.add(delivery.delivery_id)
+                        self._record_url_too_long(delivery, now, metrics)
                 for delivery in match.deliveries:
                     # A flip-flop or a duplicate record within the batch: one write, one message.
                     if delivery.delivery_id in seen:
                         continue
-                    outcome = self._deliveries.create(delivery, now=now, ttl_days=self._ttl_days)
+                    outcome = self._create(item, delivery, now, metrics)
                     seen.add(delivery.delivery_id)
+                    if outcome is None:
+                        dead_lettered += 1
+                        continue
                     if outcome is CreateOutcome.CREATED:
                         created += 1
                     if outcome is not CreateOutcome.EXISTS_HANDLED:
                         pending.append(_Pending(item.index, delivery))
-            except Exception:
-                logger.exception(
-                    "evaluating record failed: sequence_number=%s; reporting it for retry", sequence_number(item.record)
+                if item.change.conversion.affiliate_id not in edits:
+                    edits[item.change.conversion.affiliate_id] = latest_edit(postbacks)
+                stranded = self._requeue_earlier(
+                    item, match, postbacks, edits[item.change.conversion.affiliate_id], seen
+                )
+                pending.extend(stranded)
+            except Exception as exc:
+                if self._dead_letter_poison(item, exc, now, metrics):
+                    dead_lettered += 1
+                    continue
+                log_event(
+                    logger,
+                    Event.RECORD_FAILED,
+                    logging.ERROR,
+                    exc_info=True,
+                    sequence_number=sequence_number(item.record),
+                    reason=type(exc).__name__,
+                    **_record_ids(item.record),
                 )
                 # Deliveries of this record already written stay pending: the retry enqueues them.
                 kept = [p for p in pending if p.index < item.index]
                 return _Written(kept, created, dead_lettered, item.index)
         return _Written(pending, created, dead_lettered, None)
+
+    def _create(
+        self, item: _Item, delivery: PlannedDelivery, now: datetime, metrics: MetricsBatch | None
+    ) -> CreateOutcome | None:
+        """The conditional write; None when DynamoDB refuses this delivery for good (the record is dead-lettered)."""
+        try:
+            return self._deliveries.create(delivery, now=now, ttl_days=self._ttl_days)
+        except Exception as exc:
+            reason = permanent_failure(exc)
+            if reason is None:
+                raise
+        self._dead_letter(
+            item.record,
+            f"delivery_rejected: {reason} (postback {delivery.postback_id})",
+            now,
+            RecordDeadLetterReason.REJECTED,
+            metrics,
+            postback_id=delivery.postback_id,
+        )
+        return None
+
+    def _dead_letter_poison(self, item: _Item, exc: Exception, now: datetime, metrics: MetricsBatch | None) -> bool:
+        """A failure that can never pass for this record: set it aside in the evaluator DLQ, go on (True).
+        Transient failures (throttling, 5xx, timeouts, anything unknown): False, the record is reported."""
+        reason = permanent_failure(exc)
+        if reason is None:
+            return False
+        try:
+            reason = f"evaluation_failed: {reason}"
+            self._dead_letter(item.record, reason, now, RecordDeadLetterReason.REJECTED, metrics)
+        except Exception:
+            logger.warning("the evaluator DLQ refused a record that cannot be evaluated", exc_info=True)
+            return False
+        return True
+
+    def _record_url_too_long(self, delivery: PlannedDelivery, now: datetime, metrics: MetricsBatch | None) -> None:
+        """A match whose URL is over the limit: recorded `dead_lettered` (`url_too_long`), a copy in the deliveries DLQ.
+
+        The copy is confirmed on the record (`dlq_copy_sent`) only after it is sent; an exception
+        (the copy not sent) reports the record, and the retry sends the copy the record still owes.
+        """
+        if not self._deliveries.create_dead_lettered(delivery, REASON_URL_TOO_LONG, now=now, ttl_days=self._ttl_days):
+            return
+        if self._delivery_dead_letters is None:
+            raise RuntimeError("no deliveries DLQ to send the url_too_long copy to")
+        self._delivery_dead_letters.send(
+            unsent_delivery_dead_letter(delivery, REASON_URL_TOO_LONG, format_timestamp(now)),
+            dead_letter_attributes(delivery.affiliate_id, delivery.postback_id, REASON_URL_TOO_LONG, None),
+        )
+        self._deliveries.mark_dlq_copy_sent(delivery.delivery_id, now)
+        log_event(
+            logger,
+            Event.DELIVERY_OUTCOME,
+            logging.WARNING,
+            delivery_id=delivery.delivery_id,
+            postback_id=delivery.postback_id,
+            affiliate_id=delivery.affiliate_id,
+            conversion_id=delivery.conversion_id,
+            outcome="dead_lettered",
+            reason=REASON_URL_TOO_LONG,
+        )
+        if metrics is not None:
+            metrics.count(Metric.DELIVERIES_DEAD_LETTERED, reason=REASON_URL_TOO_LONG)
+
+    def _requeue_earlier(
+        self, item: _Item, match: MatchResult, postbacks: Sequence[Postback], edited_at: float, seen: set[str]
+    ) -> list[_Pending]:
+        """Still-`pending` deliveries an earlier evaluation made for postbacks that no longer fire (edited since):
+        queued again. Reads nothing unless the affiliate's newest save (`edited_at`) is that recent."""
+        change = item.change
+        assert change is not None
+        staleness = self._rules.max_staleness_seconds
+        if edited_at <= change.changed_at - staleness:
+            return []
+        fired = {d.postback_id for d in (*match.deliveries, *match.too_long)}
+        fired.update(failure.postback_id for failure in match.failures)
+        candidates = [d for d in earlier_deliveries(change, postbacks, fired, staleness) if d not in seen]
+        if not candidates:
+            return []
+        found = self._deliveries.pending_among(candidates)
+        seen.update(delivery.delivery_id for delivery in found)
+        return [_Pending(item.index, delivery) for delivery in found]
 
     def _enqueue(self, pending: Sequence[_Pending]) -> tuple[int, int | None]:
         """Send in record order, ten per call; return (sent, index of the first record not fully sent)."""
@@ -250,6 +435,8 @@ class ConversionEvaluator:
                         id=p.delivery.delivery_id,
                         body=delivery_message(p.delivery.delivery_id),
                         attributes={"affiliate_id": p.delivery.affiliate_id, "postback_id": p.delivery.postback_id},
+                        # The postback's fire delay (0-900 s, within SQS's DelaySeconds limit).
+                        delay_seconds=p.delivery.delay_seconds,
                     )
                     for p in chunk
                 )
@@ -257,20 +444,40 @@ class ConversionEvaluator:
                 failed = set(exc.failed_ids)
                 unsent = [p for p in chunk if p.delivery.delivery_id in failed] or list(chunk)
                 sent += len(chunk) - len(unsent)
-                logger.error("enqueueing deliveries failed: %d not sent (%s)", len(unsent), exc)
+                log_event(logger, Event.ENQUEUE_FAILED, logging.ERROR, not_sent=len(unsent), reason="send_failed")
                 return sent, min(p.index for p in unsent)
-            except Exception:
-                logger.exception("enqueueing deliveries failed: %d not sent", len(chunk))
+            except Exception as exc:
+                log_event(
+                    logger,
+                    Event.ENQUEUE_FAILED,
+                    logging.ERROR,
+                    exc_info=True,
+                    not_sent=len(chunk),
+                    reason=type(exc).__name__,
+                )
                 return sent, min(p.index for p in chunk)
             sent += len(chunk)
         return sent, None
 
-    def _dead_letter(self, record: Mapping[str, Any], reason: str, now: datetime) -> None:
-        stream = record.get("dynamodb")
-        logger.warning(
-            "dead-lettering conversion record: sequence_number=%s reason=%s",
-            stream.get("SequenceNumber") if isinstance(stream, Mapping) else None,
-            reason,
+    def _dead_letter(
+        self,
+        record: Mapping[str, Any],
+        reason: str,
+        now: datetime,
+        kind: RecordDeadLetterReason,
+        metrics: MetricsBatch | None,
+        postback_id: str | None = None,
+    ) -> None:
+        """Send the record whole to the evaluator DLQ with its `reason` (which the log line leaves out:
+        a malformed value may be a placeholder value; the line names the `kind` and the ids)."""
+        log_event(
+            logger,
+            Event.RECORD_DEAD_LETTERED,
+            logging.WARNING,
+            sequence_number=sequence_number(record),
+            postback_id=postback_id,
+            reason=kind,
+            **_record_ids(record),
         )
         source_arn = record.get("eventSourceARN")
         self._dead_letters.send(
@@ -283,3 +490,5 @@ class ConversionEvaluator:
             ),
             attributes={"kind": "conversion_record"},
         )
+        if metrics is not None:
+            metrics.count(Metric.RECORDS_DEAD_LETTERED, reason=kind)

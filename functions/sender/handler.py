@@ -14,6 +14,10 @@ message — delivered, cancelled, already finished, dead-lettered (copy sent to 
 malformed (sent to the DLQ) — is reported as a success, so Lambda deletes it. The event source
 mapping must enable `ReportBatchItemFailures` (set in the merge template): without it a retry
 would be deleted with the batch.
+
+Observability: one `delivery.outcome` log line per message and one `sender.batch` line per
+invocation (`functions.logs`), and the sender's EMF metrics (`functions.core.metrics`) flushed
+once per invocation, error paths included.
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ if settings.LAMBDA_HANDLER.startswith(__name__ + "."):
     import functions.storage.queues  # noqa: F401
 
 
+def _receive_count(raw: dict[str, Any]) -> int:
+    """SQS's `ApproximateReceiveCount` of a Lambda SQS record (1 when absent or unreadable)."""
+    attributes = raw.get("attributes")
+    value = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    return int(value) if isinstance(value, str) and value.isdigit() else 1
+
+
 def _remaining_ms(context: Any) -> Callable[[], int] | None:
     getter = getattr(context, "get_remaining_time_in_millis", None)
     return getter if callable(getter) else None
@@ -50,8 +61,17 @@ def on_delivery_message(event: SQSEvent) -> dict[str, Any]:
     from functions.sender.service import IncomingMessage
 
     messages = [
-        IncomingMessage(message_id=raw["messageId"], receipt_handle=raw["receiptHandle"], body=raw["body"])
+        IncomingMessage(
+            message_id=raw["messageId"],
+            receipt_handle=raw["receiptHandle"],
+            body=raw["body"],
+            receive_count=_receive_count(raw),
+        )
         for raw in (record.to_dict() for record in event)
     ]
-    failed = bootstrap.delivery_sender().process_batch(messages, _remaining_ms(event.context))
+    metrics = bootstrap.new_metrics_batch()
+    try:
+        failed = bootstrap.delivery_sender().process_batch(messages, _remaining_ms(event.context), metrics)
+    finally:
+        metrics.flush()  # one EMF line per reason, also when the batch raised
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -42,24 +42,23 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
 from functions.core.attempts import HttpGetter, HttpOutcomeView, attempt_of, header, with_next
-from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED, Classification, classify
+from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED, classify
 from functions.core.messages import (
     REASON_MALFORMED_MESSAGE,
     REASON_UNKNOWN_DELIVERY,
-    dead_letter_attributes,
-    dead_letter_message,
     delivery_id_of,
     malformed_message_dead_letter,
     set_aside_attributes,
     unknown_delivery_dead_letter,
 )
+from functions.core.metrics import Metric, MetricsBatch
 from functions.core.model import (
     TERMINAL_STATES,
     Attempt,
@@ -71,7 +70,12 @@ from functions.core.model import (
     utc_now,
 )
 from functions.core.schedule import RetryPolicy, Uniform, decide_retry, parse_retry_after
+from functions.core.signing import attempt_url
+from functions.logs import Event, Outcome, log_event
 from functions.sender.batch import BatchState, HostLimits
+from functions.sender.hosts import Hold, HostGuard
+from functions.sender.report import BatchReport
+from functions.sender.safeguards import SenderSafeguards
 from functions.storage.deliveries import LeaseLost
 from functions.storage.postback_health import PostbackHealthError
 
@@ -100,8 +104,10 @@ class DeliveryStore(Protocol):
         self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
     ) -> Delivery: ...
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime, *, copy_sent: bool = False
     ) -> Delivery: ...
+    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool: ...
+    def mark_at_risk(self, delivery_id: str, now: datetime) -> bool: ...
 
 
 class HealthStore(Protocol):
@@ -131,6 +137,8 @@ class IncomingMessage:
     message_id: str
     receipt_handle: str
     body: str
+    receive_count: int = 1  # SQS ApproximateReceiveCount
+    received_at: datetime | None = None  # when this receive happened (the batch start when not given)
 
 
 class Disposition(StrEnum):
@@ -149,6 +157,7 @@ class DeliverySender:
         queue: VisibilityPort,
         dead_letters: DeadLetterPort,
         policy: RetryPolicy,
+        hosts: HostGuard | None = None,
         max_concurrency: int = 50,
         per_host_concurrency: int = 10,
         lease_seconds: float = 30.0,
@@ -156,14 +165,19 @@ class DeliverySender:
         clock: Callable[[], datetime] = utc_now,
         uniform: Uniform = random.uniform,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._deliveries = deliveries
+        self._guards = SenderSafeguards(
+            deliveries=deliveries, dead_letters=dead_letters, queue=queue, clock=clock, sleep=sleep
+        )
         self._postbacks = postbacks
         self._health = health
         self._http = http
         self._queue = queue
         self._dead_letters = dead_letters
         self._policy = policy
+        self._hosts = hosts  # the host pause (docs/sender.md); None: no pausing
         self._max_concurrency = max(1, max_concurrency)
         self._per_host = max(1, per_host_concurrency)
         self._lease_seconds = lease_seconds
@@ -174,24 +188,37 @@ class DeliverySender:
         self._monotonic = monotonic
 
     def process_batch(
-        self, messages: Sequence[IncomingMessage], remaining_ms: Callable[[], int] | None = None
+        self,
+        messages: Sequence[IncomingMessage],
+        remaining_ms: Callable[[], int] | None = None,
+        metrics: MetricsBatch | None = None,
     ) -> list[str]:
-        """Process a batch; the IDs of the messages to report as batch item failures, in batch order."""
+        """Process a batch; the IDs of the messages to report as batch item failures, in batch order.
+
+        Each message's outcome is logged (`delivery.outcome`) and counted in `metrics` (the handler
+        flushes it); one `sender.batch` line at the end.
+        """
+        report = BatchReport(metrics)
+        batch_start = self._clock()
+        messages = [m if m.received_at else replace(m, received_at=batch_start) for m in messages]
         failed: set[str] = set()
         parsed: list[tuple[IncomingMessage, str]] = []
         for message in messages:
             delivery_id = self._delivery_id(message)
             if delivery_id is None:
-                if not self._guarded(message, partial(self._dead_letter_malformed, message)):
+                if not self._guarded(message, partial(self._dead_letter_malformed, message, report), report):
                     failed.add(message.message_id)
                 continue
             parsed.append((message, delivery_id))
         if parsed:
-            failed.update(self._process_parsed(parsed, remaining_ms))
+            failed.update(self._process_parsed(parsed, remaining_ms, report))
+        report.batch_line(len(messages))
+        if metrics is not None and self._hosts is not None:  # hosts this container paused since the last batch
+            metrics.count(Metric.HOST_PAUSES, self._hosts.drain_pauses())
         return [message.message_id for message in messages if message.message_id in failed]
 
     def _process_parsed(
-        self, parsed: list[tuple[IncomingMessage, str]], remaining_ms: Callable[[], int] | None
+        self, parsed: list[tuple[IncomingMessage, str]], remaining_ms: Callable[[], int] | None, report: BatchReport
     ) -> list[str]:
         workers = min(self._max_concurrency, len(parsed))
         lease_seconds = self._batch_lease_seconds(len(parsed))
@@ -199,7 +226,7 @@ class DeliverySender:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sender") as pool:
             # Phase 2: the leases.
             lease_futures = [
-                (message, pool.submit(self._lease_guarded, message, delivery_id, lease_seconds, remaining_ms))
+                (message, pool.submit(self._lease_guarded, message, delivery_id, lease_seconds, remaining_ms, report))
                 for message, delivery_id in parsed
             ]
             leases: list[_Lease] = []
@@ -213,9 +240,20 @@ class DeliverySender:
                 return failed
             # Phase 3: the postbacks, read after the leases and before any GET; then the GETs.
             try:
-                postbacks = self._postbacks.get_many(list(dict.fromkeys(lease.record.postback_id for lease in leases)))
-            except Exception:
-                logger.exception("reading the postbacks of %d deliveries failed; they will be retried", len(leases))
+                postback_ids = list(dict.fromkeys(lease.record.postback_id for lease in leases))
+                if self._hosts is None:
+                    postbacks = self._postbacks.get_many(postback_ids)
+                else:  # the same BatchGetItem reads the states of the batch's hosts
+                    postbacks = self._hosts.read_with_postbacks(postback_ids, [lease.record.url for lease in leases])
+            except Exception as exc:
+                log_event(logger, Event.POSTBACKS_READ_FAILED, logging.ERROR, exc_info=True, reason=type(exc).__name__)
+                for lease in leases:
+                    report.outcome(
+                        Outcome.FAILED,
+                        message_id=lease.message.message_id,
+                        record=lease.record,
+                        reason="postbacks_read_failed",
+                    )
                 return failed + [lease.message.message_id for lease in leases]
             batch = BatchState(HostLimits(self._per_host), self._monotonic(), remaining_ms)
             send_futures = [
@@ -224,7 +262,9 @@ class DeliverySender:
                     pool.submit(
                         self._guarded,
                         lease.message,
-                        partial(self._send, lease, postbacks.get(lease.record.postback_id), batch),
+                        partial(self._send, lease, postbacks.get(lease.record.postback_id), batch, report),
+                        report,
+                        lease.record,
                     ),
                 )
                 for lease in leases
@@ -239,12 +279,20 @@ class DeliverySender:
 
     # One message.
 
-    def _guarded(self, message: IncomingMessage, work: Callable[[], Disposition]) -> bool:
+    def _guarded(
+        self,
+        message: IncomingMessage,
+        work: Callable[[], Disposition],
+        report: BatchReport,
+        record: Delivery | None = None,
+    ) -> bool:
         """Run the work for one message; True to acknowledge it. A failure affects this message only."""
         try:
             return work() is Disposition.ACKNOWLEDGE
-        except Exception:
-            logger.exception("message %s failed; it will be retried", message.message_id)
+        except Exception as exc:
+            report.outcome(
+                Outcome.FAILED, message_id=message.message_id, record=record, reason=type(exc).__name__, exc_info=True
+            )
             return False
 
     def _delivery_id(self, message: IncomingMessage) -> str | None:
@@ -253,13 +301,13 @@ class DeliverySender:
         except ValueError:
             return None
 
-    def _dead_letter_malformed(self, message: IncomingMessage) -> Disposition:
+    def _dead_letter_malformed(self, message: IncomingMessage, report: BatchReport) -> Disposition:
         at = format_timestamp(self._clock())
         self._dead_letters.send(
             malformed_message_dead_letter(message.message_id, message.body, at),
             set_aside_attributes(REASON_MALFORMED_MESSAGE),
         )
-        logger.warning("message %s has no delivery id: sent to the DLQ", message.message_id)
+        report.outcome(Outcome.SET_ASIDE, message_id=message.message_id, reason=REASON_MALFORMED_MESSAGE)
         return Disposition.ACKNOWLEDGE
 
     def _lease_guarded(
@@ -268,11 +316,18 @@ class DeliverySender:
         delivery_id: str,
         lease_seconds: float,
         remaining_ms: Callable[[], int] | None,
+        report: BatchReport,
     ) -> _Lease | Disposition:
         try:
-            return self._lease(message, delivery_id, lease_seconds, remaining_ms)
-        except Exception:
-            logger.exception("message %s failed; it will be retried", message.message_id)
+            return self._lease(message, delivery_id, lease_seconds, remaining_ms, report)
+        except Exception as exc:
+            report.outcome(
+                Outcome.FAILED,
+                message_id=message.message_id,
+                delivery_id=delivery_id,
+                reason=type(exc).__name__,
+                exc_info=True,
+            )
             return Disposition.RETURN_LATER
 
     def _lease(
@@ -281,66 +336,99 @@ class DeliverySender:
         delivery_id: str,
         lease_seconds: float,
         remaining_ms: Callable[[], int] | None,
+        report: BatchReport,
     ) -> _Lease | Disposition:
         if self._out_of_time(remaining_ms):
             # Not enough time left for a GET: let the message come back at once, unleased.
             self._queue.change_visibility(message.receipt_handle, 0)
+            report.outcome(
+                Outcome.SKIPPED, message_id=message.message_id, delivery_id=delivery_id, reason="out_of_time"
+            )
             return Disposition.RETURN_LATER
         now = self._clock()
+        self._guards.note_receive(delivery_id, message.receive_count)
         owner = f"{message.message_id}:{secrets.token_hex(8)}"
         leased = self._deliveries.acquire_lease(
             delivery_id, owner, now, lease_seconds, now + timedelta(seconds=DUE_TOLERANCE_SECONDS)
         )
         if leased is None:
-            return self._lease_refused(message, delivery_id)
+            return self._lease_refused(message, delivery_id, report)
         return _Lease(message, leased, owner)
 
-    def _lease_refused(self, message: IncomingMessage, delivery_id: str) -> Disposition:
+    def _lease_refused(self, message: IncomingMessage, delivery_id: str, report: BatchReport) -> Disposition:
         """Why the lease was refused, from one consistent read of the record, and what to do about it."""
         current = self._deliveries.get(delivery_id)
         if current is None:
-            return self._dead_letter_unknown(message, delivery_id)
+            return self._dead_letter_unknown(message, delivery_id, report)
+        skipped = partial(report.outcome, Outcome.SKIPPED, message_id=message.message_id, record=current)
         if current.state in TERMINAL_STATES:
-            logger.info("delivery %s is already %s: acknowledged", delivery_id, current.state.value)
+            if self._guards.owes_copy(current) and not self._guards.send_owed_copy(current):
+                skipped(reason="dlq_copy_owed")  # not acknowledged until the copy is sent
+                return Disposition.RETURN_LATER
+            skipped(reason=f"already_{current.state.value}")
             return Disposition.ACKNOWLEDGE
         if current.next_attempt_at is not None:
             remaining = (parse_timestamp(current.next_attempt_at) - self._clock()).total_seconds()
             if remaining > DUE_TOLERANCE_SECONDS:
-                self._queue.change_visibility(message.receipt_handle, math.ceil(remaining))
+                hidden = self._guards.hide(message.receipt_handle, remaining, message.received_at)
+                skipped(reason="not_due", retry_in_seconds=hidden)
                 return Disposition.RETURN_LATER
-        logger.info("delivery %s is leased elsewhere: left for later", delivery_id)
+        if self._guards.duplicate_of_live_lease(message.message_id, current, self._clock()):
+            skipped(reason="duplicate_message")  # the lease holder's message carries the delivery on
+            return Disposition.ACKNOWLEDGE
+        skipped(reason="leased_elsewhere")
         return Disposition.RETURN_LATER
 
     def _out_of_time(self, remaining_ms: Callable[[], int] | None) -> bool:
         return remaining_ms is not None and remaining_ms() < self._min_remaining_ms
 
-    def _send(self, lease: _Lease, postback: Postback | None, batch: BatchState) -> Disposition:
+    def _send(self, lease: _Lease, postback: Postback | None, batch: BatchState, report: BatchReport) -> Disposition:
         message, record, owner = lease.message, lease.record, lease.owner
         if postback is None or not postback.enabled:
-            return self._cancel(lease, postback)
+            return self._cancel(lease, postback, report)
+        # Read with the batch's postbacks (one BatchGetItem); a re-read below does not read it again.
+        secret = postback.signing_secret
         with batch.limits.slot(record.target_host):
             if self._out_of_time(batch.remaining_ms):
                 # The wait for a slot used up the invocation: give the lease back, the message returns at once.
                 released = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
                 self._deliveries.release_lease(record.delivery_id, owner, released, self._clock())
                 self._queue.change_visibility(message.receipt_handle, 0)
+                report.outcome(Outcome.SKIPPED, message_id=message.message_id, record=record, reason="out_of_time")
                 return Disposition.RETURN_LATER
             if self._monotonic() - batch.postbacks_read_at > POSTBACK_RECHECK_SECONDS:
                 postback = self._postbacks.get(record.postback_id)
                 if postback is None or not postback.enabled:
-                    return self._cancel(lease, postback)
+                    return self._cancel(lease, postback, report)
+            hold = Hold.SEND if self._hosts is None else self._hosts.hold(record, owner, message.receipt_handle)
+            if hold is not Hold.SEND:  # its host is paused: no GET, no attempt spent
+                waited = hold is Hold.WAITING
+                outcome_of_hold = Outcome.SKIPPED if waited else Outcome.DEAD_LETTERED
+                reason = "host_paused" if waited else "retry_deadline_passed"
+                report.outcome(outcome_of_hold, message_id=message.message_id, record=record, reason=reason)
+                return Disposition.RETURN_LATER if waited else Disposition.ACKNOWLEDGE
             started = self._clock()
-            outcome = self._http.get(record.url)
+            # `{timestamp}` and `{signature}` are filled for this attempt only; the record keeps them unfilled.
+            outcome = self._http.get(attempt_url(record.url, secret, int(started.timestamp())))
+            report.get_duration(outcome.duration_ms)  # the HTTP client's own measure of the GET
+            if self._hosts is not None:  # counted before the next GET to the host takes the slot
+                self._hosts.record(record.url, outcome.status_code, outcome.error, self._clock())
         try:
-            return self._conclude(message, record, owner, started, outcome, postback, batch)
+            return self._conclude(message, record, owner, started, outcome, postback, batch, report)
         except LeaseLost:
-            logger.warning("delivery %s: lease lost before the attempt was recorded", record.delivery_id)
+            report.outcome(
+                Outcome.FAILED,
+                message_id=message.message_id,
+                record=record,
+                attempt=len(record.attempts) + 1,
+                reason="lease_lost",
+            )
             return Disposition.RETURN_LATER
 
-    def _cancel(self, lease: _Lease, postback: Postback | None) -> Disposition:
+    def _cancel(self, lease: _Lease, postback: Postback | None, report: BatchReport) -> Disposition:
         reason = REASON_POSTBACK_DELETED if postback is None else REASON_POSTBACK_DISABLED
         self._deliveries.cancel(lease.record.delivery_id, lease.owner, reason, self._clock())
-        logger.info("delivery %s cancelled: %s", lease.record.delivery_id, reason)
+        report.outcome(Outcome.CANCELLED, message_id=lease.message.message_id, record=lease.record, reason=reason)
         return Disposition.ACKNOWLEDGE
 
     def _conclude(
@@ -352,16 +440,26 @@ class DeliverySender:
         outcome: HttpOutcomeView,
         postback: Postback,
         batch: BatchState,
+        report: BatchReport,
     ) -> Disposition:
         classification = classify(outcome.status_code, outcome.error)
         finished = self._clock()
         retry_after_raw = header(outcome.headers, "Retry-After")
         number = len(record.attempts) + 1
         base = attempt_of(number, started, classification, outcome)
-        log_args = (record.delivery_id, record.postback_id, record.target_host, number)
+        concluded = partial(
+            report.outcome,
+            message_id=message.message_id,
+            record=record,
+            attempt=number,
+            status_code=outcome.status_code,
+            duration_ms=base.duration_ms,
+        )
         if classification.delivered:
-            self._deliveries.record_delivered(record.delivery_id, owner, base, finished)
-            logger.info("delivery %s (postback %s, host %s) delivered on attempt %d", *log_args)
+            self._guards.write_outcome(
+                record, partial(self._deliveries.record_delivered, record.delivery_id, owner, base, finished)
+            )
+            concluded(Outcome.DELIVERED)
             if batch.health.success_to_write(postback, finished):
                 self._update_health(record.postback_id, None, finished)
             return Disposition.ACKNOWLEDGE
@@ -379,20 +477,19 @@ class DeliverySender:
             if decision.wait_seconds is not None:
                 next_at = finished + timedelta(seconds=decision.wait_seconds)
                 attempt = with_next(base, format_timestamp(next_at))
-                self._deliveries.record_retry(record.delivery_id, owner, attempt, next_at, finished)
-                self._queue.change_visibility(message.receipt_handle, math.ceil(decision.wait_seconds))
-                logger.info(
-                    "delivery %s (postback %s, host %s) attempt %d failed (%s): retry in %.1f s",
-                    *log_args,
-                    classification.reason,
-                    decision.wait_seconds,
-                )
+                write = partial(self._deliveries.record_retry, record.delivery_id, owner, attempt, next_at, finished)
+                self._guards.write_outcome(record, write)
+                self._guards.hide(message.receipt_handle, decision.wait_seconds, message.received_at)
+                concluded(Outcome.RETRIED, reason=classification.reason, retry_in_seconds=decision.wait_seconds)
                 return Disposition.RETURN_LATER
             assert decision.stop_reason is not None
-            return self._dead_letter(record, owner, base, decision.stop_reason.value, finished, classification, batch)
-        return self._dead_letter(
-            record, owner, base, classification.reason or "terminal", finished, classification, batch
-        )
+            disposition = self._dead_letter(record, owner, base, decision.stop_reason.value, finished, batch)
+            concluded(Outcome.DEAD_LETTERED, reason=decision.stop_reason.value)
+            return disposition
+        reason = classification.reason or "terminal"
+        disposition = self._dead_letter(record, owner, base, reason, finished, batch)
+        concluded(Outcome.DEAD_LETTERED, reason=reason)
+        return disposition
 
     def _dead_letter(
         self,
@@ -401,45 +498,21 @@ class DeliverySender:
         attempt: Attempt,
         reason: str,
         now: datetime,
-        classification: Classification,
         batch: BatchState,
     ) -> Disposition:
-        updated = self._deliveries.record_dead_letter(record.delivery_id, owner, attempt, reason, now)
-        last_status_code = updated.last_status_code
-        body = dead_letter_message(
-            delivery_id=updated.delivery_id,
-            affiliate_id=updated.affiliate_id,
-            postback_id=updated.postback_id,
-            conversion_id=updated.conversion_id,
-            conversion_status=updated.conversion_status,
-            target_host=updated.target_host,
-            reason=reason,
-            last_status_code=last_status_code,
-            attempts=[item.to_dict() for item in updated.attempts],
-            created_at=updated.created_at,
-            dead_lettered_at=updated.dead_lettered_at or format_timestamp(now),
-        )
-        self._dead_letters.send(
-            body, dead_letter_attributes(updated.affiliate_id, updated.postback_id, reason, last_status_code)
-        )
-        logger.warning(
-            "delivery %s (postback %s, host %s) dead-lettered after attempt %d: %s (%s)",
-            updated.delivery_id,
-            updated.postback_id,
-            updated.target_host,
-            attempt.number,
-            reason,
-            classification.outcome.value,
-        )
-        batch.health.failure_written(updated.postback_id)
-        self._update_health(updated.postback_id, reason, now)
-        return Disposition.ACKNOWLEDGE
+        """The DLQ copy, then the record (`SenderSafeguards.dead_letter`); acknowledged only with the copy sent."""
+        done = self._guards.dead_letter(record, owner, attempt, reason, now)
+        batch.health.failure_written(record.postback_id)
+        self._update_health(record.postback_id, reason, now)
+        return Disposition.ACKNOWLEDGE if done.copy_sent else Disposition.RETURN_LATER
 
-    def _dead_letter_unknown(self, message: IncomingMessage, delivery_id: str) -> Disposition:
+    def _dead_letter_unknown(self, message: IncomingMessage, delivery_id: str, report: BatchReport) -> Disposition:
         at = format_timestamp(self._clock())
         body = unknown_delivery_dead_letter(message.message_id, message.body, delivery_id, at)
         self._dead_letters.send(body, set_aside_attributes(REASON_UNKNOWN_DELIVERY))
-        logger.warning("message %s names unknown delivery %s: sent to the DLQ", message.message_id, delivery_id)
+        report.outcome(
+            Outcome.SET_ASIDE, message_id=message.message_id, delivery_id=delivery_id, reason=REASON_UNKNOWN_DELIVERY
+        )
         return Disposition.ACKNOWLEDGE
 
     def _update_health(self, postback_id: str, failure_reason: str | None, at: datetime) -> None:
@@ -449,8 +522,15 @@ class DeliverySender:
                 self._health.record_success(postback_id, at)
             else:
                 self._health.record_failure(postback_id, failure_reason, at)
-        except PostbackHealthError:
-            logger.warning("health of postback %s not updated", postback_id, exc_info=True)
+        except PostbackHealthError as exc:
+            log_event(
+                logger,
+                Event.HEALTH_NOT_UPDATED,
+                logging.WARNING,
+                exc_info=True,
+                postback_id=postback_id,
+                reason=type(exc).__name__,
+            )
 
 
 @dataclass(frozen=True)

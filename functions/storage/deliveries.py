@@ -53,8 +53,9 @@ from pynamodb.expressions.update import Action
 
 from functions.core.matching import PlannedDelivery
 from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
-from functions.core.redrive import DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.core.redrive import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
 from functions.storage.delivery_records import attempt_to_map, delivery_from_item
+from functions.storage.delivery_safeguards import DeliverySafeguards
 from functions.storage.models import DeliveryModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
@@ -94,7 +95,7 @@ def _is_condition_failure(exc: PutError | UpdateError) -> bool:
     return exc.cause_response_code == CONDITIONAL_CHECK_FAILED
 
 
-class DeliveryRepository:
+class DeliveryRepository(DeliverySafeguards):
     def __init__(self, model: type[DeliveryModel] = DeliveryModel, ttl_days: int = 90) -> None:
         """`ttl_days`: how long a test fire's record is kept (`create` is told per call)."""
         self._model = model
@@ -133,7 +134,8 @@ class DeliveryRepository:
         self, since: datetime | None, until: datetime | None, *, include_redriving: bool = True
     ) -> Iterator[Delivery]:
         """Records of the `by_dead_letter` index in [since, until), oldest first; then half-done redrives."""
-        partitions = [DEAD_PARTITION, REDRIVING_PARTITION] if include_redriving else [DEAD_PARTITION]
+        # `at_risk`: active deliveries whose message the queue may have moved (`mark_at_risk`).
+        partitions = [DEAD_PARTITION, REDRIVING_PARTITION, AT_RISK_PARTITION] if include_redriving else [DEAD_PARTITION]
         low, high = index_bounds(since, until)
         key = self._model.dead_lettered_at
         for partition in partitions:
@@ -175,6 +177,10 @@ class DeliveryRepository:
             updated_at=timestamp,
             expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
         )
+        if planned.delay_seconds > 0:
+            # The fire delay: the sender's lease refuses the delivery before this, even for a
+            # message that arrives early (a re-enqueue), so the first GET is never sooner.
+            item.next_attempt_at = format_timestamp(now + timedelta(seconds=planned.delay_seconds))
         try:
             item.save(condition=self._model.delivery_id.does_not_exist())
         except PutError as exc:
@@ -322,8 +328,9 @@ class DeliveryRepository:
         return self._update_leased(delivery_id, owner, actions)
 
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime, *, copy_sent: bool = False
     ) -> Delivery:
+        """`copy_sent`: the DLQ copy went out before this write (`dlq_copy_sent`, docs/reliability.md)."""
         model = self._model
         actions: list[Action] = [
             model.state.set(DeliveryState.DEAD_LETTERED.value),
@@ -332,6 +339,42 @@ class DeliveryRepository:
             model.dead_letter_partition.set(DEAD_PARTITION),
             model.next_attempt_at.remove(),
             *self._append_attempt(attempt),
+            *self._release(now),
+        ]
+        if copy_sent:
+            actions.append(model.dlq_copy_sent.set(True))
+        return self._update_leased(delivery_id, owner, actions)
+
+    def wait_for_host(
+        self, delivery_id: str, owner: str, state: DeliveryState, until: datetime, now: datetime
+    ) -> Delivery:
+        """Its host is paused: give the lease back without an attempt, due again at `until` (the pause end).
+
+        The delivery keeps its schedule (no attempt is spent) and records the pause it waited for
+        (`host_paused_until`, `host_pause_waits`), so its log says why it waited.
+        """
+        if state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
+            raise ValueError(f"a waiting delivery is pending or retrying, not {state.value}")
+        model = self._model
+        stamp = format_timestamp(until)
+        actions: list[Action] = [
+            model.state.set(state.value),
+            model.next_attempt_at.set(stamp),
+            model.host_paused_until.set(stamp),
+            model.host_pause_waits.set((model.host_pause_waits | 0) + 1),
+            *self._release(now),
+        ]
+        return self._update_leased(delivery_id, owner, actions)
+
+    def record_dead_letter_unattempted(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
+        """Dead-letter a leased delivery without a new attempt (its deadline passes while its host is paused)."""
+        model = self._model
+        actions: list[Action] = [
+            model.state.set(DeliveryState.DEAD_LETTERED.value),
+            model.reason.set(reason),
+            model.dead_lettered_at.set(format_timestamp(now)),
+            model.dead_letter_partition.set(DEAD_PARTITION),
+            model.next_attempt_at.remove(),
             *self._release(now),
         ]
         return self._update_leased(delivery_id, owner, actions)
@@ -359,6 +402,8 @@ class DeliveryRepository:
             model.enqueued_at.remove(),
             model.redrive_count.set((model.redrive_count | 0) + 1),
             model.redrive_token.set(token),
+            model.dlq_copy_sent.remove(),
+            *self._history_actions(observed),
             model.dead_letter_partition.set(REDRIVING_PARTITION),
             model.dead_lettered_at.set(model.dead_lettered_at | stamp),
             model.updated_at.set(stamp),

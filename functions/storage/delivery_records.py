@@ -67,4 +67,7 @@ def delivery_from_item(item: DeliveryModel) -> Delivery:
         redrive_count=int(item.redrive_count or 0),
         redrive_token=item.redrive_token,
         expires_at=_optional_int(item.expires_at),
+        dlq_copy_sent=bool(item.dlq_copy_sent),
+        host_paused_until=item.host_paused_until,
+        host_pause_waits=int(item.host_pause_waits or 0),
     )

@@ -16,6 +16,12 @@ postbacks
     `rules_changed_at`) is bumped in the same transaction as every create, update and delete of a
     postback; the evaluator reads it once per batch to know whether its cached postbacks are still
     current (docs/evaluator.md). It carries no index attributes either, so it is in no GSI.
+    Signing secret items (`postback_id` = `secret#<postback id>`, attributes `signing_secret` and
+    `signing_secret_rotated_at`) hold each postback's signing secret (docs/security.md). No index
+    attribute either: no Query of an index, no listing and no evaluator read ever returns one; the
+    sender reads it in the same BatchGetItem as the postbacks, the API only for its own endpoint.
+    Host state items (`postback_id` = `host#<name>:<port>`) hold a tracker host's consecutive
+    failures and pause (`functions.storage.hosts`, docs/sender.md); no index attributes either.
 
 postback-deliveries
     hash key `delivery_id` (derived from postback, conversion and status: the dedup key).
@@ -23,6 +29,11 @@ postback-deliveries
     GSI `by_dead_letter` (dead_letter_partition, dead_lettered_at), sparse: dead-lettered
     deliveries by time, for `recover --since` after the DLQ copy has expired.
     TTL attribute `expires_at` (epoch seconds).
+    Stored names are short (`attr_name`): a delivery is written three times on its happy path
+    (create, lease, outcome) and DynamoDB bills each write per started KiB of the whole item,
+    names included; with the full names a delivery with a tracker URL of typical length crossed
+    1 KiB at its outcome (docs/performance.md, write units). Key, index and TTL attributes keep
+    their names (the template defines them); the attempt log's entries are short-named too.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from functions import settings
 POSTBACK_LISTING_PARTITION = "postbacks"
 QUOTA_PREFIX = "quota#"
 RULES_VERSION_KEY = "rules#version"
+SIGNING_SECRET_PREFIX = "secret#"
 # Every DynamoDB call is bounded; the pool lets the sender's concurrent workers share one client.
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 10
@@ -97,11 +109,22 @@ class PostbackModel(Model):
     consecutive_failures = NumberAttribute(null=True)
     last_failure_reason = UnicodeAttribute(null=True)
     last_failure_at = UnicodeAttribute(null=True)
+    delay_seconds = NumberAttribute(null=True)
     # Quota items only.
     postback_count = NumberAttribute(null=True)
+    # Signing secret items only.
+    signing_secret = UnicodeAttribute(null=True)
+    signing_secret_rotated_at = UnicodeAttribute(null=True)
     # The rules version item only: a counter and when it last changed (epoch seconds).
     rules_version = NumberAttribute(null=True)
     rules_changed_at = NumberAttribute(null=True)
+    # Host state items only (`host#<name>:<port>`, functions.storage.hosts): the host pause.
+    host_paused_until = NumberAttribute(null=True)
+    host_pauses = NumberAttribute(null=True)
+    host_probe_until = NumberAttribute(null=True)
+    # Test-fire counter items only (`testfires#<postback id>`, functions.storage.test_fire_limits).
+    fire_window = NumberAttribute(null=True)
+    fire_count = NumberAttribute(null=True)
 
     by_affiliate = PostbacksByAffiliate()
     by_created = PostbacksByCreated()
@@ -110,18 +133,18 @@ class PostbackModel(Model):
 class AttemptMap(MapAttribute[str, Any]):
     """One attempt of a delivery, as logged on the delivery record (design.md, Sender)."""
 
-    number = NumberAttribute()
-    at = UnicodeAttribute()
-    duration_ms = NumberAttribute(null=True)
-    outcome = UnicodeAttribute()  # delivered | retryable | terminal | blocked | cancelled
-    status_code = NumberAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    resolved_address = UnicodeAttribute(null=True)
-    retry_after = UnicodeAttribute(null=True)
-    location = UnicodeAttribute(null=True)
-    response_excerpt = UnicodeAttribute(null=True)
-    next_attempt_at = UnicodeAttribute(null=True)
-    test = BooleanAttribute(null=True)
+    number = NumberAttribute(attr_name="n")
+    at = UnicodeAttribute(attr_name="at")
+    duration_ms = NumberAttribute(null=True, attr_name="ms")
+    outcome = UnicodeAttribute(attr_name="o")  # delivered | retryable | terminal | blocked | cancelled
+    status_code = NumberAttribute(null=True, attr_name="sc")
+    error = UnicodeAttribute(null=True, attr_name="e")
+    resolved_address = UnicodeAttribute(null=True, attr_name="ip")
+    retry_after = UnicodeAttribute(null=True, attr_name="ra")
+    location = UnicodeAttribute(null=True, attr_name="loc")
+    response_excerpt = UnicodeAttribute(null=True, attr_name="x")
+    next_attempt_at = UnicodeAttribute(null=True, attr_name="na")
+    test = BooleanAttribute(null=True, attr_name="t")
 
 
 class DeliveriesByPostback(GlobalSecondaryIndex["DeliveryModel"]):
@@ -152,33 +175,45 @@ class DeliveryModel(Model):
 
     delivery_id = UnicodeAttribute(hash_key=True)
     postback_id = UnicodeAttribute()
-    affiliate_id = UnicodeAttribute()
-    conversion_id = UnicodeAttribute()
-    conversion_status = UnicodeAttribute()  # the status that fired it
-    previous_status = UnicodeAttribute(null=True)
-    offer_id = UnicodeAttribute(null=True)
-    url = UnicodeAttribute()  # rendered at match time; never logged (it carries click data)
-    target_host = UnicodeAttribute()
-    state = UnicodeAttribute()  # functions.core.model.DeliveryState
-    reason = UnicodeAttribute(null=True)
-    is_test = BooleanAttribute(default=False)
-    attempts = ListAttribute(of=AttemptMap, default=list)  # type: ignore[var-annotated]
+    affiliate_id = UnicodeAttribute(attr_name="aff")
+    conversion_id = UnicodeAttribute(attr_name="cv")
+    conversion_status = UnicodeAttribute(attr_name="cs")  # the status that fired it
+    previous_status = UnicodeAttribute(null=True, attr_name="ps")
+    offer_id = UnicodeAttribute(null=True, attr_name="of")
+    url = UnicodeAttribute(attr_name="u")  # rendered at match time; never logged (it carries click data)
+    target_host = UnicodeAttribute(attr_name="th")
+    state = UnicodeAttribute(attr_name="st")  # functions.core.model.DeliveryState
+    reason = UnicodeAttribute(null=True, attr_name="rs")
+    is_test = BooleanAttribute(default=False, attr_name="t")
+    attempts = ListAttribute(of=AttemptMap, default=list, attr_name="log")  # type: ignore[var-annotated]
     # Attempts of the current schedule (a redrive starts a new schedule; history is kept).
-    cycle_attempts = NumberAttribute(default=0)
-    schedule_started_at = UnicodeAttribute(null=True)
-    next_attempt_at = UnicodeAttribute(null=True)
-    lease_owner = UnicodeAttribute(null=True)
-    lease_expires_at = NumberAttribute(null=True)  # epoch seconds
-    enqueued_at = UnicodeAttribute(null=True)
-    delivered_at = UnicodeAttribute(null=True)
+    cycle_attempts = NumberAttribute(default=0, attr_name="ca")
+    schedule_started_at = UnicodeAttribute(null=True, attr_name="ss")
+    next_attempt_at = UnicodeAttribute(null=True, attr_name="na")
+    lease_owner = UnicodeAttribute(null=True, attr_name="lo")
+    lease_expires_at = NumberAttribute(null=True, attr_name="lx")  # epoch seconds
+    enqueued_at = UnicodeAttribute(null=True, attr_name="eq")
+    delivered_at = UnicodeAttribute(null=True, attr_name="da")
     dead_lettered_at = UnicodeAttribute(null=True)
     dead_letter_partition = UnicodeAttribute(null=True)
-    redrive_count = NumberAttribute(default=0)
+    redrive_count = NumberAttribute(default=0, attr_name="rc")
     # The DLQ message id (or recover run) that last reset this delivery for a redrive: makes redrive idempotent.
-    redrive_token = UnicodeAttribute(null=True)
+    redrive_token = UnicodeAttribute(null=True, attr_name="rt")
     created_at = UnicodeAttribute()
-    updated_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute(attr_name="ua")
     expires_at = NumberAttribute()  # TTL, epoch seconds
+    # Dead-lettered only: the DLQ copy was sent. Absent = not (yet): the message must not be acknowledged.
+    dlq_copy_sent = BooleanAttribute(null=True)
+    # The last host pause the delivery waited for (no GET, no attempt spent) and how many times it waited.
+    host_paused_until = UnicodeAttribute(null=True)
+    host_pause_waits = NumberAttribute(null=True)
 
     by_postback = DeliveriesByPostback()
     by_dead_letter = DeliveriesByDeadLetter()
+
+
+def bind_table_names(postbacks_table: str, deliveries_table: str) -> None:
+    """Point the models at other tables than the environment named at import (the on-call tools'
+    `--stack`, whose names come from the stack's outputs). pynamodb reconnects on the next call."""
+    PostbackModel.Meta.table_name = postbacks_table
+    DeliveryModel.Meta.table_name = deliveries_table

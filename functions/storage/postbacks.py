@@ -15,21 +15,45 @@
   another one held it at the same moment (`TransactionConflict`) is retried a few times.
 - `page_for_affiliate` / `page_all` read the two indexes newest first with an optional filter,
   filling a page up to `limit` matching items.
+- Signing secrets (docs/security.md) live in items of their own (`secret#<postback id>`), in no
+  index. `create` writes one in its transaction, `update` writes one if the postback has none
+  yet (postbacks older than signing), `delete` removes it. Only three paths read one:
+  `get_many` (the sender's batch read: the same BatchGetItem, on `Postback.signing_secret`),
+  `ensure_signing_secret` and `rotate_signing_secret` (the API's signing-secret endpoint and the
+  test fire). No other read returns it.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from functions.core.model import Postback, Scope
-from functions.storage.models import POSTBACK_LISTING_PARTITION, QUOTA_PREFIX, RULES_VERSION_KEY, PostbackModel
+from functions.core.signing import SigningSecret, new_signing_secret
+from functions.storage.models import (
+    POSTBACK_LISTING_PARTITION,
+    QUOTA_PREFIX,
+    RULES_VERSION_KEY,
+    SIGNING_SECRET_PREFIX,
+    PostbackModel,
+)
+from functions.storage.postback_types import (
+    BY_AFFILIATE_KEY,
+    BY_CREATED_KEY,
+    PostbackGone,
+    PostbackPage,
+    Predicate,
+    QuotaExceeded,
+    RulesVersion,
+    StoreBusy,
+    VersionConflict,
+)
 
 CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 TRANSACTION_CONFLICT = "TransactionConflict"
@@ -39,51 +63,52 @@ TRANSACTION_ATTEMPTS = 4
 TRANSACTION_BACKOFF_SECONDS = 0.02
 QUERY_PAGE_SIZE = 100
 
-BY_AFFILIATE_KEY = frozenset({"postback_id", "affiliate_id", "created_at"})
-BY_CREATED_KEY = frozenset({"postback_id", "listing", "created_at"})
-
-Predicate = Callable[[Postback], bool]
-
-
-class QuotaExceeded(Exception):
-    """The affiliate already has the maximum number of postbacks."""
-
-    def __init__(self, affiliate_id: str, limit: int) -> None:
-        super().__init__(f"affiliate {affiliate_id} already has {limit} postbacks")
-        self.affiliate_id = affiliate_id
-        self.limit = limit
-
-
-class StoreBusy(Exception):
-    """A write kept colliding with concurrent writes and was not made; the caller may retry soon."""
-
-
-class VersionConflict(Exception):
-    """The postback changed since the version the caller read."""
-
-
-class PostbackGone(Exception):
-    """The postback does not exist (any more)."""
-
-
-@dataclass(frozen=True)
-class RulesVersion:
-    """The table's rules version: bumped by every create, update and delete of a postback."""
-
-    number: int
-    # When it last changed (epoch seconds, the API's clock); None on a table that has none yet.
-    changed_at: float | None
-
-
-@dataclass(frozen=True)
-class PostbackPage:
-    items: list[Postback]
-    # Start key of the next page (the key of the last item returned); None on the last page.
-    next_key: dict[str, str] | None
+# The names of `postback_types` (defined apart so that the API imports them without pynamodb).
+__all__ = [
+    "BY_AFFILIATE_KEY",
+    "BY_CREATED_KEY",
+    "PostbackGone",
+    "PostbackPage",
+    "PostbackRepository",
+    "Predicate",
+    "QuotaExceeded",
+    "RulesVersion",
+    "StoreBusy",
+    "VersionConflict",
+]
 
 
 def quota_key(affiliate_id: str) -> str:
     return QUOTA_PREFIX + affiliate_id
+
+
+def secret_key(postback_id: str) -> str:
+    return SIGNING_SECRET_PREFIX + postback_id
+
+
+def _not_a_postback_key(key: str) -> bool:
+    return key.startswith((QUOTA_PREFIX, SIGNING_SECRET_PREFIX))
+
+
+def sending_keys(postback_ids: Iterable[str]) -> list[str]:
+    """The keys the sender's batch read asks for: each postback once, and its signing secret item."""
+    unique = [key for key in dict.fromkeys(postback_ids) if not _not_a_postback_key(key)]
+    return unique + [secret_key(key) for key in unique]
+
+
+def postbacks_with_secrets(items: Iterable[PostbackModel]) -> dict[str, Postback]:
+    """The postbacks among `items` (of a batch read of `sending_keys`), each with its signing secret if read."""
+    read = list(items)
+    secrets = {
+        item.postback_id[len(SIGNING_SECRET_PREFIX) :]: SigningSecret(item.signing_secret)
+        for item in read
+        if item.postback_id.startswith(SIGNING_SECRET_PREFIX) and item.signing_secret
+    }
+    return {
+        item.postback_id: replace(to_domain(item), signing_secret=secrets.get(item.postback_id))
+        for item in read
+        if _is_postback(item)
+    }
 
 
 def to_domain(item: PostbackModel) -> Postback:
@@ -106,6 +131,7 @@ def to_domain(item: PostbackModel) -> Postback:
         last_failure_at=item.last_failure_at,
         created_by=item.created_by,
         updated_by=item.updated_by,
+        delay_seconds=int(item.delay_seconds or 0),
     )
 
 
@@ -130,6 +156,7 @@ def new_item(postback: Postback, model: type[PostbackModel] = PostbackModel) -> 
         updated_at=postback.updated_at,
         created_by=postback.created_by,
         updated_by=postback.updated_by,
+        delay_seconds=postback.delay_seconds,
         consecutive_failures=0,
     )
 
@@ -165,13 +192,15 @@ class PostbackRepository:
         model: type[PostbackModel] = PostbackModel,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        new_secret: Callable[[], str] = new_signing_secret,
     ) -> None:
         self._model = model
         self._clock = clock
         self._sleep = sleep
+        self._new_secret = new_secret
 
     def get(self, postback_id: str) -> Postback | None:
-        if postback_id.startswith(QUOTA_PREFIX):
+        if _not_a_postback_key(postback_id):
             return None
         try:
             item = self._model.get(postback_id, consistent_read=True)
@@ -180,12 +209,83 @@ class PostbackRepository:
         return to_domain(item) if _is_postback(item) else None
 
     def get_many(self, postback_ids: list[str]) -> dict[str, Postback]:
-        """Consistent BatchGetItem (100 keys a request); IDs without a postback are absent from the result."""
-        unique = [key for key in dict.fromkeys(postback_ids) if not key.startswith(QUOTA_PREFIX)]
-        if not unique:
+        """Consistent BatchGetItem (100 keys a request); IDs without a postback are absent from the result.
+
+        The sender's read: each postback's signing secret item is read in the same request and
+        set on `Postback.signing_secret` (None for a postback that has none).
+        """
+        keys = sending_keys(postback_ids)
+        if not keys:
             return {}
-        items = self._model.batch_get(unique, consistent_read=True)
-        return {item.postback_id: to_domain(item) for item in items if _is_postback(item)}
+        return postbacks_with_secrets(self._model.batch_get(keys, consistent_read=True))
+
+    def ensure_signing_secret(self, postback_id: str, now: str) -> str | None:
+        """The postback's signing secret, created first if it has none; None if there is no such postback."""
+        current = self._read_secret(postback_id)
+        if current is not None:
+            return current
+        model = self._model
+
+        def write(transaction: TransactWrite) -> None:
+            transaction.condition_check(model, postback_id, condition=model.affiliate_id.exists())
+            transaction.update(
+                model(secret_key(postback_id)), actions=self._secret_if_missing(now), add_version_condition=False
+            )
+
+        if not self._write_secret(write):
+            return None
+        return self._read_secret(postback_id)
+
+    def rotate_signing_secret(self, postback_id: str, now: str) -> str | None:
+        """Replace the postback's signing secret with a new one and return it; None if there is no such postback."""
+        model = self._model
+        secret = self._new_secret()
+
+        def write(transaction: TransactWrite) -> None:
+            transaction.condition_check(model, postback_id, condition=model.affiliate_id.exists())
+            transaction.update(
+                model(secret_key(postback_id)),
+                actions=[model.signing_secret.set(secret), model.signing_secret_rotated_at.set(now)],
+                add_version_condition=False,
+            )
+
+        return secret if self._write_secret(write) else None
+
+    def _read_secret(self, postback_id: str) -> str | None:
+        model = self._model
+        try:
+            item = model.get(
+                secret_key(postback_id), consistent_read=True, attributes_to_get=[model.signing_secret.attr_name]
+            )
+        except model.DoesNotExist:
+            return None
+        return item.signing_secret or None
+
+    def _write_secret(self, write: Callable[[TransactWrite], None]) -> bool:
+        """Run a secret write conditioned on the postback (first item); False if the postback does not exist."""
+        try:
+            self._transact(write)
+        except TransactWriteError as exc:
+            codes = _cancellation_codes(exc)
+            if codes and codes[0] == CONDITION_FAILED_REASON:
+                return False
+            raise
+        return True
+
+    def _secret_if_missing(self, now: str) -> list[Any]:
+        """Update actions that give the secret item a secret unless it has one (`if_not_exists`)."""
+        model = self._model
+        return [
+            model.signing_secret.set(model.signing_secret | self._new_secret()),
+            model.signing_secret_rotated_at.set(model.signing_secret_rotated_at | now),
+        ]
+
+    def _ensure_secret_item(self, transaction: TransactWrite, postback: Postback) -> None:
+        transaction.update(
+            self._model(secret_key(postback.id)),
+            actions=self._secret_if_missing(postback.updated_at),
+            add_version_condition=False,
+        )
 
     def list_for_affiliate(self, affiliate_id: str) -> list[Postback]:
         """Every postback of the affiliate, newest first.
@@ -209,6 +309,7 @@ class PostbackRepository:
                 add_version_condition=False,
             )
             self._bump_rules_version(transaction)
+            self._ensure_secret_item(transaction, postback)
 
         try:
             self._transact(write)
@@ -240,6 +341,7 @@ class PostbackRepository:
                 model.url.set(postback.url),
                 model.enabled.set(postback.enabled),
                 model.updated_at.set(postback.updated_at),
+                model.delay_seconds.set(postback.delay_seconds),
             ]
             if postback.updated_by is not None:
                 actions.append(model.updated_by.set(postback.updated_by))
@@ -248,6 +350,8 @@ class PostbackRepository:
                 model(postback.id, version=expected_version), actions=actions, condition=model.postback_id.exists()
             )
             self._bump_rules_version(transaction)
+            # A postback made before signing existed gets its secret on its first edit.
+            self._ensure_secret_item(transaction, postback)
 
         try:
             self._transact(write)
@@ -273,6 +377,7 @@ class PostbackRepository:
                 add_version_condition=False,
             )
             self._bump_rules_version(transaction)
+            transaction.delete(self._model(secret_key(postback.id)), add_version_condition=False)
 
         try:
             self._transact(write)

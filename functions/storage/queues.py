@@ -152,6 +152,22 @@ class Queue:
             QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=timeout
         )
 
+    def counts(self) -> dict[str, int]:
+        """Approximate messages visible, in flight (received, not deleted) and delayed: one GetQueueAttributes."""
+        attributes = self.client.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return {
+            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        }
+
     def depth(self) -> dict[str, int]:
         attributes = self.client.get_queue_attributes(
             QueueUrl=self.url,

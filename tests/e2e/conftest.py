@@ -31,6 +31,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             token=token,
             dynamodb=aws_client("dynamodb", moto_url),
             sqs=aws_client("sqs", moto_url),
+            log_path=log_path,
+            output=process.lines,
         )
     finally:
         process.stop()

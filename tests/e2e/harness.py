@@ -101,6 +101,9 @@ class Stack:
     token: str
     dynamodb: Any
     sqs: Any
+    # Where the stack's stderr (its log) goes, and the lines it printed on stdout.
+    log_path: Path | None = None
+    output: list[str] | None = None
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None, **headers: str) -> requests.Response:
         return requests.request(

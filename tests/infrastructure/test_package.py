@@ -177,8 +177,15 @@ def test_sender_writes_postbacks_only_to_their_health_fields(sam: dict[str, Any]
     statements = _statements(sam, "SenderPolicy")
     on_postbacks = [s for s in statements if "PostbacksTable" in _resource_ids(s)]
     assert not _actions(on_postbacks) & {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
-    [update] = [s for s in on_postbacks if "dynamodb:UpdateItem" in s["Action"]]
+    updates = [s for s in on_postbacks if "dynamodb:UpdateItem" in s["Action"]]
+    [update] = [s for s in updates if "ForAllValues:StringLike" not in s["Condition"]]
     assert set(update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == HEALTH_ATTRIBUTES
+    # The host pause (docs/sender.md): host state items only, never a postback's definition.
+    [hosts] = [s for s in updates if "ForAllValues:StringLike" in s["Condition"]]
+    assert hosts["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["host#*"]
+    host_attributes = (HEALTH_ATTRIBUTES - {"last_success_at"}) | {"host_paused_until", "host_pauses"}
+    host_attributes.add("host_probe_until")
+    assert set(hosts["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == host_attributes
     sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
     assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": ["DeliveriesDeadLetterQueue", "Arn"]}]
     consume = [s for s in statements if "sqs:ReceiveMessage" in s["Action"]]

@@ -12,13 +12,14 @@ import dataclasses
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from functions.core.host_pause import HostState
 from functions.core.matching import PlannedDelivery
-from functions.core.model import Attempt, Delivery, DeliveryState, Postback, format_timestamp
+from functions.core.model import TERMINAL_STATES, Attempt, Delivery, DeliveryState, Postback, format_timestamp
 from functions.storage.deliveries import CreateOutcome, LeaseLost
 from functions.storage.queues import OutgoingMessage, QueueSendError
 
@@ -96,7 +97,7 @@ class InMemoryDeliveries:
         )
 
     def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime
+        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime, *, copy_sent: bool = False
     ) -> Delivery:
         return self._finish(
             delivery_id,
@@ -106,7 +107,45 @@ class InMemoryDeliveries:
             state=DeliveryState.DEAD_LETTERED,
             reason=reason,
             dead_lettered_at=format_timestamp(now),
+            dlq_copy_sent=copy_sent,
         )
+
+    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool:
+        with self._lock:
+            self.calls["mark_dlq_copy_sent"] += 1
+            record = self.records[delivery_id]
+            if record.state is not DeliveryState.DEAD_LETTERED:
+                return False
+            self.records[delivery_id] = dataclasses.replace(record, dlq_copy_sent=True)
+            return True
+
+    def mark_at_risk(self, delivery_id: str, now: datetime) -> bool:
+        with self._lock:
+            self.calls["mark_at_risk"] += 1
+            record = self.records.get(delivery_id)
+            if record is None or record.dead_letter_partition is not None or record.state in TERMINAL_STATES:
+                return False
+            self.records[delivery_id] = dataclasses.replace(
+                record, dead_letter_partition="at_risk", dead_lettered_at=format_timestamp(now)
+            )
+            return True
+
+    def wait_for_host(
+        self, delivery_id: str, owner: str, state: DeliveryState, until: datetime, now: datetime
+    ) -> Delivery:
+        with self._lock:
+            waits = self.records[delivery_id].host_pause_waits + 1
+        stamp = format_timestamp(until)
+        return self._finish(
+            delivery_id, owner, now, None, state=state, next_attempt_at=stamp, host_paused_until=stamp,
+            host_pause_waits=waits,
+        )  # fmt: skip
+
+    def record_dead_letter_unattempted(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery:
+        return self._finish(
+            delivery_id, owner, now, None, state=DeliveryState.DEAD_LETTERED, reason=reason,
+            dead_lettered_at=format_timestamp(now),
+        )  # fmt: skip
 
     def _finish(self, delivery_id: str, owner: str, now: datetime, attempt: Attempt | None, **changes: Any) -> Delivery:
         """A write under the lease: the attempt appended (if any), the lease released, `changes` applied."""
@@ -137,6 +176,8 @@ class InMemoryPlannedDeliveries:
         self.items: dict[str, tuple[PlannedDelivery, str]] = {}
         self.fail_on_write: int | None = None  # the write (1-based) that raises, as a throttled one would
         self.writes = 0
+        self.batch_reads: list[list[str]] = []  # the IDs of each `pending_among`
+        self.copies_confirmed: set[str] = set()  # dead-lettered deliveries whose DLQ copy was confirmed
 
     def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome:
         self.writes += 1
@@ -147,6 +188,23 @@ class InMemoryPlannedDeliveries:
             return CreateOutcome.EXISTS_PENDING if state == DeliveryState.PENDING else CreateOutcome.EXISTS_HANDLED
         self.items[planned.delivery_id] = (planned, DeliveryState.PENDING.value)
         return CreateOutcome.CREATED
+
+    def pending_among(self, delivery_ids: Sequence[str]) -> list[PlannedDelivery]:
+        self.batch_reads.append(list(delivery_ids))
+        return [self.items[i][0] for i in delivery_ids if i in self.items and self.items[i][1] == DeliveryState.PENDING]
+
+    def create_dead_lettered(self, planned: PlannedDelivery, reason: str, *, now: datetime, ttl_days: int) -> bool:
+        self.writes += 1
+        if planned.delivery_id in self.items:
+            return self.items[planned.delivery_id][1] == DeliveryState.DEAD_LETTERED and (
+                planned.delivery_id not in self.copies_confirmed
+            )
+        self.items[planned.delivery_id] = (planned, DeliveryState.DEAD_LETTERED.value)
+        return True
+
+    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool:
+        self.copies_confirmed.add(delivery_id)
+        return True
 
 
 class InMemoryPostbacks:
@@ -250,3 +308,63 @@ class InMemoryQueue:
     def change_visibility(self, receipt_handle: str, seconds: float) -> None:
         with self._lock:
             self.visibility.append((receipt_handle, seconds))
+
+
+class InMemoryHosts:
+    """The host states (`functions.sender.hosts.HostStore`) with the conditions of `HostRepository`."""
+
+    def __init__(self, postbacks: InMemoryPostbacks | None = None) -> None:
+        self.states: dict[str, HostState] = {}
+        self.calls: Counter[str] = Counter()
+        self._postbacks = postbacks or InMemoryPostbacks()
+        self._lock = threading.Lock()
+
+    def read_with_postbacks(
+        self, postback_ids: Sequence[str], hosts: Sequence[str]
+    ) -> tuple[dict[str, Postback], dict[str, HostState]]:
+        with self._lock:
+            self.calls["read"] += 1
+            states = {host: self.states[host] for host in hosts if host in self.states}
+        return self._postbacks.get_many(list(postback_ids)), states
+
+    def get(self, host: str) -> HostState | None:
+        with self._lock:
+            self.calls["get"] += 1
+            return self.states.get(host)
+
+    def record_failure(self, host: str, reason: str, at: datetime) -> HostState:
+        with self._lock:
+            self.calls["record_failure"] += 1
+            state = self.states.get(host) or HostState(host)
+            state = dataclasses.replace(
+                state, consecutive_failures=state.consecutive_failures + 1, last_failure_reason=reason
+            )
+            self.states[host] = state
+            return state
+
+    def pause(self, host: str, until: float, pauses_before: int, now: float) -> HostState | None:
+        with self._lock:
+            self.calls["pause"] += 1
+            state = self.states.get(host) or HostState(host)
+            if state.pauses != pauses_before or state.paused_at(now):
+                return None
+            state = dataclasses.replace(state, paused_until=until, pauses=pauses_before + 1, probe_until=None)
+            self.states[host] = state
+            return state
+
+    def claim_probe(self, host: str, paused_until: float, probe_until: float, now: float) -> HostState | None:
+        with self._lock:
+            self.calls["claim_probe"] += 1
+            state = self.states.get(host)
+            if state is None or state.paused_until != paused_until:
+                return None
+            if state.probe_until is not None and state.probe_until > now:
+                return None
+            state = dataclasses.replace(state, probe_until=probe_until)
+            self.states[host] = state
+            return state
+
+    def resume(self, host: str) -> None:
+        with self._lock:
+            self.calls["resume"] += 1
+            self.states[host] = HostState(host)

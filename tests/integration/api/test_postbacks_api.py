@@ -22,6 +22,7 @@ RESOURCE_FIELDS = {
     "conversion_statuses",
     "url",
     "enabled",
+    "delay_seconds",
     "created_at",
     "updated_at",
     "version",
@@ -85,6 +86,7 @@ def test_openapi_document_is_3_1_and_lists_every_path(client: Api) -> None:
         "/postbacks/{id}",
         "/postbacks/{id}/deliveries",
         "/postbacks/{id}/test",
+        "/postbacks/{id}/signing-secret",
         "/openapi.json",
     }
     assert set(document["paths"]["/postbacks/{id}"]) >= {"get", "patch", "delete"}

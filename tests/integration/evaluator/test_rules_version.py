@@ -38,7 +38,7 @@ def test_unchanged_version_one_getitem_and_no_query_per_batch(
     stack.invoke([stream.insert(conversion(conversion_id="c-1", affiliate_id="aff-1"))])
     assert counted()["Query"] == 1
     for number in range(2, 5):
-        stack.rules_clock.now += 10 * stack.settings.rules_cache_seconds
+        stack.rules_clock.now += 2 * stack.settings.rules_cache_seconds
         stack.invoke([stream.insert(conversion(conversion_id=f"c-{number}", affiliate_id="aff-1"))])
         counts = counted()
         assert (counts["GetItem"], counts["Query"], counts["PutItem"]) == (1, 0, 1)
@@ -109,7 +109,7 @@ def test_an_entry_read_within_the_settle_window_is_read_again_after_the_ttl(
     stack.wall_clock.ahead = SETTLE_SECONDS  # now past the window
     stack.rules_clock.now += ttl
     assert queries_of_next_batch() == 1  # read again, after the window: kept while the version holds
-    stack.rules_clock.now += 100 * ttl
+    stack.rules_clock.now += 10 * ttl  # past the TTL, within the max age
     assert queries_of_next_batch() == 0
 
 
@@ -153,6 +153,6 @@ def test_a_failed_version_read_falls_back_to_the_ttl_and_fails_nothing(
     stack.invoke([stream.insert(conversion(conversion_id="c-4", affiliate_id="aff-1"))])
     counts = counted()
     assert (counts["GetItem"], counts["Query"]) == (1, 1)  # version known again; the fallback entry is replaced
-    stack.rules_clock.now += 100 * stack.settings.rules_cache_seconds
+    stack.rules_clock.now += 10 * stack.settings.rules_cache_seconds
     stack.invoke([stream.insert(conversion(conversion_id="c-5", affiliate_id="aff-1"))])
     assert counted()["Query"] == 0

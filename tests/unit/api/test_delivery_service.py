@@ -15,6 +15,7 @@ from functions.api.testfire import ConversionValue, PostbackTestFire, PostbackTe
 from functions.core.classification import classify
 from functions.core.model import Attempt, Delivery, DeliveryState, Postback
 from functions.core.rendering import RenderError
+from functions.core.signing import signature
 from functions.core.validation import ValidationFailed
 from functions.storage.deliveries import DeliveryPage
 from tests.support.conversions import postback
@@ -176,13 +177,49 @@ class Recorder:
         )
 
 
+class Secrets:
+    """The postbacks' signing secrets (`ensure_signing_secret`); None for a postback that is gone."""
+
+    def __init__(self, secret: str | None = "pbsec_test-secret") -> None:
+        self.secret = secret
+        self.asked: list[str] = []
+
+    def ensure_signing_secret(self, postback_id: str, now: str) -> str | None:
+        self.asked.append(postback_id)
+        return self.secret
+
+
+def test_a_signed_test_fire_is_signed_like_a_delivery_and_recorded_unsigned() -> None:
+    tracker, recorder, secrets = Tracker(Answer(204)), Recorder(), Secrets()
+    fire = PostbackTestFire(http=tracker, deliveries=recorder, secrets=secrets, clock=lambda: NOW)
+    signed = postback("pb_1", "aff-1", url="https://tracker.example/cb?c={affS1}&ts={timestamp}&sig={signature}")
+
+    outcome = fire.fire(signed, {"aff_s1": "x"})
+
+    [sent] = tracker.urls
+    stamp = int(NOW.timestamp())
+    message = f"/cb?c=x&ts={stamp}&sig="
+    assert sent == f"https://tracker.example{message}{signature('pbsec_test-secret', message)}"
+    assert outcome.url == sent and secrets.asked == ["pb_1"]
+    [record] = recorder.recorded
+    assert record["url"] == "https://tracker.example/cb?c=x&ts={timestamp}&sig={signature}"
+
+
+def test_a_test_fire_of_a_postback_deleted_meanwhile_is_not_found_and_sends_nothing() -> None:
+    tracker = Tracker(Answer(204))
+    fire = PostbackTestFire(http=tracker, deliveries=Recorder(), secrets=Secrets(None), clock=lambda: NOW)
+    with pytest.raises(PostbackNotFound):
+        fire.fire(postback("pb_1", "aff-1", url="https://tracker.example/cb?sig={signature}"), {})
+    assert tracker.urls == []
+
+
 @pytest.mark.parametrize(
     ("answer", "state"),
     [(Answer(204), DeliveryState.DELIVERED), (Answer(None, "connect_timeout"), DeliveryState.FAILED)],
 )
 def test_a_test_fire_sends_one_get_and_records_it_as_a_test(answer: Answer, state: DeliveryState) -> None:
     tracker, recorder = Tracker(answer), Recorder()
-    fire = PostbackTestFire(http=tracker, deliveries=recorder, clock=lambda: NOW)
+    fire = PostbackTestFire(http=tracker, deliveries=recorder, secrets=Secrets(), clock=lambda: NOW)
 
     outcome = fire.fire(postback("pb_1", "aff-1"), {"aff_s1": "from the body"})
 

@@ -50,7 +50,7 @@ def reference_fires(candidate: Postback, change: ConversionChange) -> bool:
         and converted.status in candidate.conversion_statuses
         and converted.conversion_type in candidate.conversion_types
         and in_scope
-        and change.changed_at >= parse_timestamp(candidate.updated_at).timestamp()
+        and change.changed_at >= parse_timestamp(candidate.created_at).timestamp()
     )
 
 

@@ -27,6 +27,8 @@ CONTRACT_NAMES = {
     "clickTime",
     "postbackId",
     "deliveryId",
+    "timestamp",
+    "signature",
     "revenue",
     "customerId",
     *(f"advS{i}" for i in range(1, 6)),

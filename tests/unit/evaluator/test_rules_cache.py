@@ -101,8 +101,8 @@ def test_an_entry_outlives_the_ttl_while_the_version_is_unchanged() -> None:
     cache, clock, wall, source = versioned()
     cache.observe(3, WALL - 60)
     first = cache.get("aff-1", source.load)
-    clock.now += 3600
-    wall.now += 3600
+    clock.now += 59
+    wall.now += 59
     cache.observe(3, WALL - 60)
     assert cache.get("aff-1", source.load) == first
     assert source.reads == ["aff-1"]
@@ -112,7 +112,7 @@ def test_a_fresh_table_is_version_0_and_settled() -> None:
     cache, clock, _, source = versioned()
     cache.observe(0, None)
     cache.get("aff-1", source.load)
-    clock.now += 3600
+    clock.now += 59
     cache.observe(0, None)
     cache.get("aff-1", source.load)
     assert source.reads == ["aff-1"]
@@ -141,7 +141,7 @@ def test_an_entry_read_within_the_settle_window_keeps_only_the_ttl() -> None:
     wall.now += 5
     cache.observe(4, WALL - 1.5)  # now settled: what is read now is kept
     cache.get("aff-1", source.load)
-    clock.now += 3600
+    clock.now += 59
     cache.observe(4, WALL - 1.5)
     cache.get("aff-1", source.load)
     assert source.reads == ["aff-1", "aff-1"]
@@ -169,7 +169,7 @@ def test_an_unknown_version_falls_back_to_the_ttl_and_keeps_durable_entries() ->
     clock.now += 2
     cache.get("aff-1", source.load)  # 6 s old and no version to vouch for it: read again
     assert source.reads == ["aff-1", "aff-2", "aff-1"]
-    clock.now += 3600
+    clock.now += 50
     cache.observe(3, WALL - 60)
     cache.get("aff-2", source.load)  # read under version 3: still kept
     cache.get("aff-1", source.load)  # read while the version was unknown: read again
@@ -191,7 +191,32 @@ def test_durable_entries_are_still_bounded_by_lru_eviction() -> None:
     cache.observe(1, None)
     for affiliate in ("aff-1", "aff-2", "aff-3"):
         cache.get(affiliate, source.load)
-    clock.now += 3600
+    clock.now += 30
     cache.get("aff-1", source.load)
     assert source.reads == ["aff-1", "aff-2", "aff-3", "aff-1"]
     assert len(cache) == 2
+
+
+def test_no_entry_is_served_past_the_max_age_whatever_the_version() -> None:
+    """An entry read while the index lagged must not be served until the next edit (hours when quiet)."""
+    cache, clock, wall, source = versioned(max_age_seconds=60)
+    cache.observe(3, WALL - 600)  # settled long ago: the entry is durable
+    cache.get("aff-1", source.load)
+    clock.now += 59.9
+    cache.observe(3, WALL - 600)
+    cache.get("aff-1", source.load)
+    assert source.reads == ["aff-1"]
+    clock.now += 0.1
+    cache.observe(3, WALL - 600)
+    cache.get("aff-1", source.load)  # same version, but a minute old: read again
+    clock.now += 3 * 3600
+    cache.observe(3, WALL - 600)
+    cache.get("aff-1", source.load)
+    assert source.reads == ["aff-1", "aff-1", "aff-1"]
+
+
+def test_the_max_age_is_at_least_the_ttl_and_bounds_the_staleness() -> None:
+    cache, _, _, _ = versioned(ttl=120, max_age_seconds=60, settle_seconds=2)
+    assert cache.max_staleness_seconds == 122
+    disabled, _, _, _ = versioned(ttl=0, settle_seconds=2)
+    assert disabled.max_staleness_seconds == 2

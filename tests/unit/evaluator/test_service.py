@@ -192,7 +192,7 @@ def test_the_version_is_read_once_per_batch_and_keeps_the_rules_while_unchanged(
     stream = StreamBuilder()
     records = [stream.insert(conversion(conversion_id=f"c-{n}", affiliate_id=f"aff-{n % 2 + 1}")) for n in range(6)]
     world.evaluator.process(records[:3])
-    now[0] += 60
+    now[0] += 30  # past the TTL, within the max age
     world.evaluator.process(records[3:])
     assert versions.reads == 2
     assert world.postbacks.reads == ["aff-1", "aff-2"]

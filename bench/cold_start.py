@@ -59,6 +59,9 @@ API_RATIO_TARGET = 1.0
 API_QUIET_TARGET_MS = 200.0
 # A load average under this (2 cores) counts as quiet for the absolute figure.
 QUIET_LOAD = 4.0
+# The handlers' observability: the EMF writer and the event lines (docs/observability.md), measured
+# inside each handler's import (cumulative time of each, where it is first imported).
+OBSERVABILITY_MODULES = ("functions.core.metrics", "functions.logs")
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
 FORBIDDEN_IN_PACKAGE = ("boto3/", "botocore/", "pytest/", "moto/", "_pytest/", "hypothesis/", "mypy/", "ruff/")
 # What the Lambda Python runtime provides beside the zip (the zip leaves the AWS SDK out).
@@ -75,6 +78,8 @@ class ImportReport:
     first_event_ms: float = 0.0
     # Self times per top-level package of the imports after the handler's own (its first event's).
     first_event_packages_ms: dict[str, float] = field(default_factory=dict)
+    # Cumulative import time of `OBSERVABILITY_MODULES` (0 when the module imports neither).
+    observability_ms: float = 0.0
 
     def import_packages_ms(self) -> dict[str, float]:
         """Self times per top-level package of importing the handler alone."""
@@ -96,11 +101,14 @@ def parse_importtime(stderr: str, module: str, first_event: Sequence[str] = ()) 
     packages: dict[str, float] = defaultdict(float)
     after_module: dict[str, float] = defaultdict(float)
     module_seen = False
+    observability_us = 0
     for line in stderr.splitlines():
         match = IMPORT_LINE.match(line)
         if match is None:
             continue
         own, cumulative, depth, name = int(match[1]), int(match[2]), len(match[3]) // 2, match[4]
+        if name in OBSERVABILITY_MODULES:
+            observability_us += cumulative
         if module_seen:
             after_module[name.split(".")[0]] += own / 1000.0
         if depth == 0:
@@ -110,7 +118,9 @@ def parse_importtime(stderr: str, module: str, first_event: Sequence[str] = ()) 
                 module_seen = True
         packages[name.split(".")[0]] += own / 1000.0
     first_event_us = total_us + sum(outermost.get(name, 0) for name in first_event if name != module)
-    return ImportReport(total_us / 1000.0, dict(packages), first_event_us / 1000.0, dict(after_module))
+    return ImportReport(
+        total_us / 1000.0, dict(packages), first_event_us / 1000.0, dict(after_module), observability_us / 1000.0
+    )
 
 
 def unpack_as_lambda(package: Path, into: Path) -> tuple[Path, Path]:
@@ -246,6 +256,17 @@ def run(quick: bool = True) -> BenchmarkResult:
                 note="the first event adds (ms): " + _listed(top_packages(measured, part="first_event")),
             )
         )
+        if any(report.observability_ms for report in measured):
+            rows.append(
+                Row(
+                    FIGURE,
+                    f"{module}: of which EMF metrics and event logs",
+                    median([report.observability_ms for report in measured]),
+                    "ms",
+                    note="cumulative import of " + ", ".join(OBSERVABILITY_MODULES) + " within the figure above "
+                    "(Powertools Metrics: docs/observability.md)",
+                )
+            )
         details[module] = {
             "handler_string": HANDLERS[module],
             "import_ms": [report.total_ms for report in measured],

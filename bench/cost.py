@@ -31,18 +31,18 @@ class Prices:
 
     lambda_gb_second: float = 0.0000166667  # x86, first pricing tier
     lambda_request: float = 0.20 / MILLION
-    dynamodb_write_unit: float = 1.25 / MILLION  # on-demand write request unit
-    dynamodb_read_unit: float = 0.25 / MILLION  # on-demand read request unit
+    dynamodb_write_unit: float = 0.625 / MILLION  # on-demand write request unit
+    dynamodb_read_unit: float = 0.125 / MILLION  # on-demand read request unit
     sqs_request: float = 0.40 / MILLION  # standard queue, per 64 KiB chunk
-    as_of: str = "2026-11-26"
+    as_of: str = "2026-11-30"
     source: str = (
-        "AWS list prices for us-east-1 as stated when the benchmark was written, not fetched live (Lambda "
-        "$0.0000166667/GB-s and $0.20/M requests; DynamoDB on-demand $1.25/M WRU and $0.25/M RRU; SQS $0.40/M "
-        "requests); stream reads by Lambda are free; free tiers ignored"
+        "AWS list prices for us-east-1 (aws.amazon.com/lambda/pricing, /dynamodb/pricing/on-demand, /sqs/pricing), "
+        "as in force on that date, not fetched live: Lambda $0.0000166667/GB-s (x86) and $0.20/M requests; "
+        "DynamoDB on-demand $0.625/M WRU and $0.125/M RRU (halved on 2024-11-01); SQS standard $0.40/M requests; "
+        "stream reads by Lambda are free; free tiers ignored"
     )
     caveat: str = (
-        "AWS halved DynamoDB on-demand prices on 2024-11-01 ($0.625/M WRU, $0.125/M RRU in us-east-1); "
-        "if those are the current list prices the DynamoDB lines are half of what is shown"
+        "before 2024-11-01 DynamoDB on-demand cost $1.25/M WRU and $0.25/M RRU (the DynamoDB lines were twice this)"
     )
 
 

@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                 if "evaluator_requests" not in results or "sender_concurrency" not in results:
                     raise RuntimeError("the cost model needs evaluator_requests and sender_concurrency in the same run")
                 result = cost.run(results["evaluator_requests"], results["sender_concurrency"])
+            elif name == "scaling":
+                from bench import scaling
+
+                # Driven by this run's measurements; missing ones come from the newest results file.
+                result = scaling.run({done: outcome.details for done, outcome in results.items()})
             else:
                 result = _runner(name)(args.quick)
         except Exception as exc:

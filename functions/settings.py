@@ -21,7 +21,7 @@ MIN_JWT_SECRET_BYTES = 32
 # Bounds that keep every delivery record far below DynamoDB's 400 KB item limit (docs/reliability.md):
 # the rendered URL (`POSTBACKS_MAX_URL_BYTES`) and the attempts of one schedule (`POSTBACKS_MAX_ATTEMPTS`).
 MIN_URL_BYTES = 2048
-MAX_URL_BYTES = 65536
+MAX_URL_BYTES = 16384
 MAX_ATTEMPTS_LIMIT = 30
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

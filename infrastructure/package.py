@@ -35,6 +35,8 @@ TEMPLATE = ROOT / "infrastructure" / "template.json"
 
 # Top-level names the Lambda Python runtime already provides (and pynamodb pulls in via botocore).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
+# Subpackages of `functions/` that are not Lambda code: the on-call tool.
+LEFT_OUT_OF_ZIP = ("cli",)
 # Never in a deployment package.
 FORBIDDEN = ("tests", "pytest", "_pytest", "moto", "hypothesis", "mypy", "ruff", "cfnlint", "pip", "setuptools")
 
@@ -62,9 +64,16 @@ def vendor_functions(root: Path = ROOT) -> Path:
         target.unlink()
     elif target.exists():
         shutil.rmtree(target)
-    shutil.copytree(
-        root / "functions", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", "tests")
-    )
+    caches = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", "tests")
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        # The on-call tool (`functions/cli`, installed with `pip install .[oncall]`) never runs in a Lambda.
+        left_out = set(caches(directory, names))
+        if Path(directory) == root / "functions":
+            left_out.update(set(names) & set(LEFT_OUT_OF_ZIP))
+        return left_out
+
+    shutil.copytree(root / "functions", target, ignore=ignore)
     return target
 
 

@@ -18,6 +18,13 @@ that lock was the largest single item of the stack process. The backend of a sig
 function of its credential scope (service, region) and the `X-Amz-Target` prefix (which tells
 DynamoDB Streams from DynamoDB), so `_RoutingCache` asks moto once per such key and remembers the
 answer; anything else (unsigned requests, `/moto-api`, other services) goes through moto unchanged.
+
+werkzeug's development server answers every request with `Connection: close` (http.server cannot
+tell where an unread request body ends), so every AWS call of the stack was a new TCP connection
+and a new server thread. `_KeepAliveHandler` keeps the connection of a request that states its
+`Content-Length` (every AWS SDK request does): it reads what the application left of the body
+before the next request, and drops werkzeug's `Connection: close`; botocore's connection pools
+then reuse their connections. Anything else (chunked bodies, no length) still closes.
 """
 
 from __future__ import annotations
@@ -81,6 +88,66 @@ def _routing_cache_class() -> type[Any]:
     return _RoutingCache
 
 
+class _BoundedBody:
+    """The request's body as a stream that never reads past its `Content-Length`."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self._stream = stream
+        self.remaining = length
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        data: bytes = self._stream.read(size) if size else b""
+        self.remaining -= len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        data: bytes = self._stream.readline(size) if size else b""
+        self.remaining -= len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.remaining and self.read(65536):
+            pass
+
+
+def _keep_alive_handler_class() -> type[Any]:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class _KeepAliveHandler(MotoRequestHandler):  # type: ignore[misc]
+        # An idle kept connection ends (with its thread) after this many seconds.
+        timeout = 60
+        # A kept connection must not wait for delayed ACKs between the header and body writes.
+        disable_nagle_algorithm = True
+        _keep_alive = False
+
+        def run_wsgi(self) -> None:
+            length = self.headers.get("Content-Length")
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            self._keep_alive = length is not None and length.isdigit() and not chunked
+            if not self._keep_alive:
+                super().run_wsgi()
+                return
+            connection = self.rfile
+            body = _BoundedBody(connection, int(str(length)))
+            self.rfile = body  # type: ignore[assignment]
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = connection
+                body.drain()
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+                return
+            super().send_header(keyword, value)
+
+    return _KeepAliveHandler
+
+
 def dispatcher() -> Any:
     """moto's WSGI application (every backend), with cached routing."""
     from moto.moto_server.werkzeug_app import create_backend_app
@@ -100,11 +167,10 @@ class MotoServer:
 
     def bind(self) -> None:
         """Create the server and bind its socket (OSError when the port is taken)."""
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
         self._server = make_server(
-            self.host, self.port, dispatcher(), threaded=True, request_handler=MotoRequestHandler
+            self.host, self.port, dispatcher(), threaded=True, request_handler=_keep_alive_handler_class()
         )
         self._server.daemon_threads = True
 

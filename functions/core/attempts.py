@@ -39,6 +39,14 @@ class HttpGetter(Protocol):
     def get(self, url: str) -> HttpOutcomeView: ...
 
 
+# Every stored text of an attempt is bounded (docs/reliability.md, item size): the excerpt and the
+# headers by `functions.core.classification`, these two here.
+ERROR_TEXT_BYTES = 128
+ADDRESS_TEXT_BYTES = 64
+# A valid Retry-After is a number or an HTTP date (29 characters); more is kept only to show what was sent.
+RETRY_AFTER_TEXT_BYTES = 256
+
+
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """A response header by name, whatever its case; None if absent."""
     wanted = name.lower()
@@ -59,9 +67,9 @@ def attempt_of(
         outcome=classification.outcome.value,
         duration_ms=outcome.duration_ms,
         status_code=outcome.status_code,
-        error=outcome.error,
-        resolved_address=outcome.resolved_address,
-        retry_after=header_text(header(outcome.headers, "Retry-After")),
+        error=header_text(outcome.error, ERROR_TEXT_BYTES),
+        resolved_address=header_text(outcome.resolved_address, ADDRESS_TEXT_BYTES),
+        retry_after=header_text(header(outcome.headers, "Retry-After"), RETRY_AFTER_TEXT_BYTES),
         location=header_text(header(outcome.headers, "Location")) if is_redirect else None,
         response_excerpt=response_excerpt(outcome.body_excerpt),
         test=test,

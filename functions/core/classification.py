@@ -109,8 +109,12 @@ def response_excerpt(body: bytes, limit: int = EXCERPT_BYTES) -> str | None:
 
 
 def header_text(value: str | None, limit: int = HEADER_TEXT_CHARS) -> str | None:
-    """A response header value as logged on an attempt (`Retry-After`, `Location`): printable, bounded."""
+    """A response header value as logged on an attempt (`Retry-After`, `Location`): printable, at most
+    `limit` characters and `limit` bytes in UTF-8."""
     if value is None:
         return None
     text = printable_text(value).strip()[:limit]
+    encoded = text.encode("utf-8")
+    if len(encoded) > limit:
+        text = encoded[:limit].decode("utf-8", errors="ignore")
     return text or None

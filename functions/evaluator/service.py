@@ -323,6 +323,8 @@ class ConversionEvaluator:
                     item, match, postbacks, edits[item.change.conversion.affiliate_id], seen
                 )
                 pending.extend(stranded)
+                if metrics is not None and stranded:
+                    metrics.count(Metric.DELIVERIES_RE_ENQUEUED, len(stranded))
             except Exception as exc:
                 if self._dead_letter_poison(item, exc, now, metrics):
                     dead_lettered += 1

@@ -76,6 +76,7 @@ class DeliverySampler:
             raise ValueError("the sample must read at least one item")
         connection = self._model._get_connection()
         since_text = format_timestamp(since)
+        state_key = self._model.state.attr_name  # the attribute's name as stored
         states: Counter[str] = Counter()
         read, units, start_key, complete = 0, 0.0, None, False
         while read < sample:
@@ -89,7 +90,7 @@ class DeliverySampler:
             read += int(response.get("ScannedCount", 0))
             units += _units(response)
             for item in response.get("Items", []):
-                states[str(item.get("state", {}).get("S", "unknown"))] += 1
+                states[str(item.get(state_key, {}).get("S", "unknown"))] += 1
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
                 complete = True

@@ -1,4 +1,5 @@
-"""The fixes of issue 11, each of which the campaign can turn off (`--without NAME`).
+"""The reliability fixes (the seven cases of docs/fault-campaign.md), each of which the campaign can
+turn off (`--without NAME`).
 
 Turning a fix off puts back the behaviour the code had before it, by patching the fixed function
 for the length of the run. `tests/integration/faults/test_fault_campaign.py` runs, for each fix,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Fix:
     name: str
-    case: str  # the case of issue 11
+    case: str  # the case it closes
     where: str  # file:function of the fix
     turn_off: Callable[[], Any]  # a context manager that puts the old behaviour back
     hits: Callable[[Scenario], bool]  # the scenarios that exercise the case

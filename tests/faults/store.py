@@ -10,7 +10,8 @@ what the campaign relies on, method for method with `DeliveryRepository` and `Po
   token-checked `mark_enqueued`); every read is consistent, as the repository's are;
 - DynamoDB's 400 KB item limit: a create or update that would make an item larger fails with the
   `ValidationException` DynamoDB (and moto) return, wrapped as pynamodb wraps it;
-- the sparse `by_dead_letter` index (`dead_lettered`) as the on-call `recover` queries it.
+- the sparse `by_dead_letter` index (`dead_lettered`: its `dead`, `redriving` and `at_risk`
+  partitions) as the on-call `recover` queries it.
 
 A write made under a lease that records a GET's outcome tells the `GetLedger`, so a GET left
 without an outcome can be told apart. The postbacks store extends `tests.support.fakes.InMemoryPostbacks`
@@ -30,7 +31,7 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from functions.core.matching import PlannedDelivery
 from functions.core.model import Attempt, Delivery, DeliveryState, Postback, format_timestamp
-from functions.core.redrive import DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.core.redrive import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
 from functions.storage.deliveries import CreateOutcome, LeaseLost
 from functions.storage.postbacks import RulesVersion
 from tests.faults.clock import SimClock
@@ -77,7 +78,8 @@ class SimDeliveries:
     def dead_lettered(
         self, since: datetime | None, until: datetime | None, *, include_redriving: bool = True
     ) -> Iterator[Delivery]:
-        partitions = [DEAD_PARTITION, REDRIVING_PARTITION] if include_redriving else [DEAD_PARTITION]
+        # As the repository: `at_risk` lists active deliveries whose message the queue may have moved.
+        partitions = [DEAD_PARTITION, REDRIVING_PARTITION, AT_RISK_PARTITION] if include_redriving else [DEAD_PARTITION]
         low, high = index_bounds(since, until)
         for partition in partitions:
             listed = sorted(
@@ -170,7 +172,7 @@ class SimDeliveries:
         return True
 
     def mark_at_risk(self, delivery_id: str, now: datetime) -> bool:
-        from functions.core.redrive import ACTIVE_STATES, AT_RISK_PARTITION
+        from functions.core.redrive import ACTIVE_STATES
 
         record = self.records.get(delivery_id)
         if record is None or record.dead_letter_partition is not None or record.state not in ACTIVE_STATES:

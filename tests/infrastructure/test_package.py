@@ -293,3 +293,11 @@ def test_every_function_traces_and_logs_json_into_a_template_log_group(sam: dict
         assert sam["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
         assert props["Role"]["Fn::GetAtt"][0] in tracing_roles, logical_id
     assert sam["Resources"]["RestAPI"]["Properties"]["TracingEnabled"] is True
+
+
+def test_zip_leaves_out_the_on_call_tool_and_its_dependencies(zip_names: list[str]) -> None:
+    assert not [name for name in zip_names if name.startswith("functions/cli/")]
+    assert not [name for name in zip_names if name.startswith(("boto3/", "botocore/"))]
+    # Chalice's runtime module is the only part of chalice a Lambda needs (the API's app object).
+    chalice = {name for name in zip_names if name.startswith("chalice/") and "__pycache__" not in name}
+    assert chalice <= {"chalice/__init__.py", "chalice/app.py", "chalice/app.pyi", "chalice/py.typed"}

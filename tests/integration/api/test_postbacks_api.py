@@ -31,6 +31,7 @@ RESOURCE_FIELDS = {
     "last_success_at",
     "consecutive_failures",
     "last_failure_reason",
+    "host_paused_until",
 }
 
 

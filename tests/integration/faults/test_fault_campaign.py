@@ -4,7 +4,7 @@
 - nothing is lost and nothing doubled across every fault kind;
 - the same seed gives the same report;
 - the checker catches a stranded, an uncopied and a doubled delivery (it is not blind);
-- with each fix of issue 11 turned off (`tests/faults/fixes.py`), the campaign reports its case.
+- with each reliability fix turned off (`tests/faults/fixes.py`), the campaign reports its case.
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "delete": Endpoint("DELETE", "/postbacks/{id}"),
     "deliveries": Endpoint("GET", "/postbacks/{id}/deliveries"),
     "test_fire": Endpoint("POST", "/postbacks/{id}/test", body={"aff_s1": "abc"}),
+    "read_signing_secret": Endpoint("GET", "/postbacks/{id}/signing-secret"),
+    "rotate_signing_secret": Endpoint("POST", "/postbacks/{id}/signing-secret", body={}),
 }
 
 
@@ -88,6 +90,8 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     "delete": _item(204),
     "deliveries": _item(200),
     "test_fire": _item(200),
+    "read_signing_secret": _item(200),
+    "rotate_signing_secret": _item(200),
 }
 for _name, _endpoint in ENDPOINTS.items():
     if not _endpoint.public:

@@ -35,8 +35,8 @@ def test_cost_lines_multiply_quantities_by_list_prices() -> None:
     by_item = {line.item: line for line in breakdown.lines}
     assert by_item["Lambda evaluator requests"].dollars == pytest.approx(10_000 * 0.20 / 1e6)
     assert by_item["Lambda evaluator compute (256 MB)"].dollars == pytest.approx(500 * 0.0000166667)
-    assert by_item["DynamoDB writes"].dollars == pytest.approx(0.75)
-    assert by_item["DynamoDB reads"].dollars == pytest.approx(0.01)
+    assert by_item["DynamoDB writes"].dollars == pytest.approx(600_000 * 0.625 / 1e6)
+    assert by_item["DynamoDB reads"].dollars == pytest.approx(40_000 * 0.125 / 1e6)
     assert by_item["SQS requests"].dollars == pytest.approx(0.036)
 
 
@@ -45,11 +45,17 @@ def test_total_is_the_sum_of_the_lines() -> None:
     assert breakdown.total == pytest.approx(sum(line.dollars for line in breakdown.lines))
 
 
-def test_halving_the_dynamodb_prices_halves_only_the_dynamodb_lines() -> None:
-    full = cost_per_million(_workload(), Prices())
-    half = cost_per_million(_workload(), Prices(dynamodb_write_unit=0.625e-6, dynamodb_read_unit=0.125e-6))
-    dynamodb = sum(line.dollars for line in full.lines if line.item.startswith("DynamoDB"))
-    assert half.total == pytest.approx(full.total - dynamodb / 2)
+def test_the_pre_2024_dynamodb_prices_double_only_the_dynamodb_lines() -> None:
+    current = cost_per_million(_workload(), Prices())
+    before = cost_per_million(_workload(), Prices(dynamodb_write_unit=1.25e-6, dynamodb_read_unit=0.25e-6))
+    dynamodb = sum(line.dollars for line in current.lines if line.item.startswith("DynamoDB"))
+    assert before.total == pytest.approx(current.total + dynamodb)
+
+
+def test_the_prices_state_their_date_and_source() -> None:
+    prices = Prices()
+    assert prices.as_of and "us-east-1" in prices.source and "$0.625/M WRU" in prices.source
+    assert prices.as_of in format_breakdown(cost_per_million(_workload(), prices), prices)
 
 
 def test_each_function_gets_its_own_lines() -> None:

@@ -199,7 +199,7 @@ def test_durable_entries_are_still_bounded_by_lru_eviction() -> None:
 
 def test_no_entry_is_served_past_the_max_age_whatever_the_version() -> None:
     """An entry read while the index lagged must not be served until the next edit (hours when quiet)."""
-    cache, clock, wall, source = versioned(max_age_seconds=60)
+    cache, clock, _, source = versioned(max_age_seconds=60)
     cache.observe(3, WALL - 600)  # settled long ago: the entry is durable
     cache.get("aff-1", source.load)
     clock.now += 59.9

@@ -1,0 +1,97 @@
+"""HTTP routes of a postback's deliveries (docs/contract.md §5): the delivery log and the test fire.
+
+Trigger: API Gateway → the API Lambda (`app.app`), registered on the shared `api` blueprint
+(`app.py` imports this module). Each route authenticates the caller, hands the request's values to
+`functions.api.delivery_service.DeliveryService` (authorization, checks, the work) and maps the
+result; errors become problem documents (`functions.api.errors`).
+
+- `GET /postbacks/{id}/deliveries?limit=&cursor=`: newest first, `limit` 1-100 (default 50),
+  `next_cursor` null on the last page. Test fires appear with `"test": true`.
+- `POST /postbacks/{id}/test`: the body (optional) is a JSON object of conversion-record
+  attributes (docs/contract.md §3) to use instead of the sample's; `null` removes an optional one.
+  The URL is rendered and fetched at once through the same pinned HTTP client as the sender (same
+  egress guard, timeouts, no redirects). A disabled postback can be test-fired. The answer is
+  200 whatever the tracker said: the outcome is in the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Response
+
+from functions import bootstrap
+from functions.api.blueprint import api
+from functions.api.errors import maps_errors
+from functions.api.routes import (
+    JSON_CONTENT_TYPES,
+    PROTECTED,
+    caller,
+    current_request,
+    json_body,
+    json_response,
+    query_param,
+)
+from functions.api.schemas import DeliveryAttemptOut, DeliveryList, DeliveryOut, TestFireResult, TestOutcome
+from functions.core.model import Delivery
+
+
+def delivery_out(record: Delivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=record.delivery_id,
+        conversion_id=record.conversion_id,
+        status=record.conversion_status,
+        url=record.url,
+        state=record.state.value,
+        reason=record.reason,
+        attempts=[
+            DeliveryAttemptOut(
+                number=attempt.number,
+                at=attempt.at,
+                outcome=attempt.outcome,
+                status_code=attempt.status_code,
+                duration_ms=attempt.duration_ms,
+                error=attempt.error,
+                response_excerpt=attempt.response_excerpt,
+            )
+            for attempt in record.attempts
+        ],
+        next_attempt_at=record.next_attempt_at,
+        created_at=record.created_at,
+        test=record.is_test,
+        host_paused_until=record.host_paused_until,
+        host_pause_waits=record.host_pause_waits,
+    )
+
+
+def _optional_json_body() -> Any:
+    raw = current_request().raw_body
+    if not raw or not raw.strip():
+        return {}
+    return json_body()
+
+
+@api.route("/postbacks/{id}/deliveries", methods=["GET"], **PROTECTED)
+@maps_errors
+def list_deliveries(id: str) -> Response:
+    log = bootstrap.delivery_service().log(caller(), id, limit=query_param("limit"), cursor=query_param("cursor"))
+    listing = DeliveryList(items=[delivery_out(record) for record in log.items], next_cursor=log.next_cursor)
+    return json_response(listing.model_dump_json())
+
+
+@api.route("/postbacks/{id}/test", methods=["POST"], content_types=JSON_CONTENT_TYPES, **PROTECTED)
+@maps_errors
+def fire_postback_test(id: str) -> Response:
+    outcome = bootstrap.delivery_service().test(caller(), id, _optional_json_body)
+    result = TestFireResult(
+        delivery_id=outcome.delivery_id,
+        url=outcome.url,
+        outcome=TestOutcome(
+            status_code=outcome.status_code,
+            duration_ms=outcome.duration_ms,
+            error=outcome.error,
+            classification=outcome.classification.outcome.value,
+            delivered=outcome.delivered,
+        ),
+    )
+    return json_response(result.model_dump_json())

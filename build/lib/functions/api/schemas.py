@@ -1,0 +1,316 @@
+"""Request and response bodies of the HTTP API (contract §5), as pydantic models.
+
+One source for two things: request parsing (JSON types, required fields, unknown fields) and the
+OpenAPI document (`functions.api.openapi`). Value rules (formats, scope consistency, the URL and
+its placeholders) live in `functions.core.validation`, so that a PATCH is checked on the merged
+result; the JSON Schema of each field still documents them, built from the same constants.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+
+from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, DeliveryState, Postback
+from functions.core.signing import SECRET_PATTERN
+from functions.core.validation import MAX_DELAY_SECONDS, MAX_OFFER_ID_LENGTH, SCOPES
+
+MAX_OFFERS_DOCUMENTED = 500
+MAX_URL_LENGTH_DOCUMENTED = 2048
+
+OfferId = Annotated[StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_OFFER_ID_LENGTH})]
+ConversionType = Annotated[StrictStr, WithJsonSchema({"type": "string", "pattern": CONVERSION_TYPE_PATTERN.pattern})]
+ConversionStatus = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(CONVERSION_STATUSES)})]
+ScopeName = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(SCOPES)})]
+TargetUrl = Annotated[
+    StrictStr,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "uri",
+            "maxLength": MAX_URL_LENGTH_DOCUMENTED,
+            "description": "Absolute http(s) URL; `{placeholder}`s (see GET /parameters) in path, query or fragment.",
+        }
+    ),
+]
+DelaySeconds = Annotated[
+    StrictInt,
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_DELAY_SECONDS,
+            "description": "Seconds the first attempt waits after the match (0-900)",
+        }
+    ),
+]
+OfferList = Annotated[list[OfferId], Field(json_schema_extra={"maxItems": MAX_OFFERS_DOCUMENTED, "uniqueItems": True})]
+TypeList = Annotated[list[ConversionType], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})]
+StatusList = Annotated[list[ConversionStatus], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})]
+
+
+def _without_null_branches(schema: dict[str, Any]) -> None:
+    """Document optional fields without `null`: absent means unchanged, an explicit null is refused."""
+    for name, field in schema.get("properties", {}).items():
+        branches = field.get("anyOf")
+        if isinstance(branches, list) and {"type": "null"} in branches:
+            kept = [branch for branch in branches if branch != {"type": "null"}]
+            extra = {key: value for key, value in field.items() if key not in ("anyOf", "default")}
+            schema["properties"][name] = {**kept[0], **extra} if len(kept) == 1 else {"anyOf": kept, **extra}
+
+
+class Schema(BaseModel):
+    """The base of every body here: its validator and serializer are built on first use, not at import.
+
+    Building them for every model at import was a large part of the API's cold start
+    (docs/performance.md); an invocation now builds only what its route uses. Behaviour is unchanged.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+_REQUEST = ConfigDict(extra="forbid", json_schema_extra=_without_null_branches)
+
+
+class PostbackCreate(Schema):
+    """POST /postbacks. `affiliate_id` is required for admins and defaults to an affiliate's own."""
+
+    model_config = _REQUEST
+
+    affiliate_id: StrictStr | None = None
+    scope: ScopeName = "global"
+    included_offer_ids: OfferList = Field(default_factory=list)
+    excluded_offer_ids: OfferList = Field(default_factory=list)
+    conversion_types: TypeList
+    conversion_statuses: StatusList
+    url: TargetUrl
+    enabled: StrictBool = True
+    delay_seconds: DelaySeconds = 0
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class PostbackPatch(Schema):
+    """PATCH /postbacks/{id}: any subset of the mutable fields. `affiliate_id` may only repeat its value.
+
+    Also the type check of the fields a create request gives (see `service._well_typed`).
+    """
+
+    model_config = _REQUEST
+
+    model_config = _REQUEST
+
+    affiliate_id: StrictStr | None = None
+    scope: ScopeName | None = None
+    included_offer_ids: OfferList | None = None
+    excluded_offer_ids: OfferList | None = None
+    conversion_types: TypeList | None = None
+    conversion_statuses: StatusList | None = None
+    url: TargetUrl | None = None
+    enabled: StrictBool | None = None
+    delay_seconds: DelaySeconds | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class PostbackOut(Schema):
+    """The postback resource: the definition, its bookkeeping and its delivery health."""
+
+    id: str
+    affiliate_id: str
+    scope: ScopeName
+    included_offer_ids: list[str]
+    excluded_offer_ids: list[str]
+    conversion_types: list[str]
+    conversion_statuses: list[ConversionStatus]
+    url: str
+    enabled: bool
+    delay_seconds: int = Field(description="Seconds the first attempt waits after the match (0-900)")
+    created_at: str = Field(description="ISO 8601 UTC")
+    updated_at: str = Field(description="ISO 8601 UTC")
+    version: int = Field(description="Increments on every change; the ETag of the resource")
+    created_by: str | None = Field(description="The `sub` of the caller that created it (read-only)")
+    updated_by: str | None = Field(description="The `sub` of the caller that last changed it (read-only)")
+    last_success_at: str | None = Field(description="When a delivery last succeeded")
+    consecutive_failures: int = Field(description="Dead-lettered deliveries since the last success")
+    last_failure_reason: str | None
+    host_paused_until: str | None = Field(
+        default=None,
+        description="Until when the postback's host is paused after repeated failures (ISO 8601 UTC); null if not",
+    )
+
+    @classmethod
+    def from_domain(cls, postback: Postback, host_paused_until: str | None = None) -> PostbackOut:
+        return cls(
+            id=postback.id,
+            affiliate_id=postback.affiliate_id,
+            scope=postback.scope.value,
+            included_offer_ids=list(postback.included_offer_ids),
+            excluded_offer_ids=list(postback.excluded_offer_ids),
+            conversion_types=list(postback.conversion_types),
+            conversion_statuses=list(postback.conversion_statuses),
+            url=postback.url,
+            enabled=postback.enabled,
+            delay_seconds=postback.delay_seconds,
+            created_at=postback.created_at,
+            updated_at=postback.updated_at,
+            version=postback.version,
+            created_by=postback.created_by,
+            updated_by=postback.updated_by,
+            last_success_at=postback.last_success_at,
+            consecutive_failures=postback.consecutive_failures,
+            last_failure_reason=postback.last_failure_reason,
+            host_paused_until=host_paused_until,
+        )
+
+
+class SigningSecretOut(Schema):
+    """GET and POST /postbacks/{id}/signing-secret: the postback's signing secret (docs/receiving.md)."""
+
+    secret: str = Field(
+        description="HMAC-SHA256 key of the postback's `{signature}`: `pbsec_` and 32 random bytes, base64url",
+        json_schema_extra={"pattern": SECRET_PATTERN.pattern},
+    )
+
+
+class PostbackList(Schema):
+    items: list[PostbackOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class Parameter(Schema):
+    name: str
+    label: str
+    description: str
+    restricted: bool = Field(description="Usable by admins always, by affiliates only where configured")
+
+
+class ParameterCatalogue(Schema):
+    parameters: list[Parameter]
+    conversion_statuses: list[ConversionStatus]
+
+
+class Health(Schema):
+    status: str
+
+
+class FieldProblem(Schema):
+    field: str = Field(description="The JSON field, e.g. `url` or `conversion_statuses[1]`")
+    message: str
+
+
+class Problem(Schema):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | SkipJsonSchema[None] = Field(
+        default=None, description="Validation errors (400 only): every bad field"
+    )
+
+
+# The delivery log and test fire (`functions.api.delivery_routes`) use these.
+
+DeliveryStateName = Annotated[
+    str,
+    # `failed` appears only on test fires that did not succeed (they are never retried).
+    WithJsonSchema({"type": "string", "enum": [state.value for state in DeliveryState]}),
+]
+
+
+class DeliveryAttemptOut(Schema):
+    number: int
+    at: str
+    outcome: str = Field(description="delivered, retryable, terminal, blocked or cancelled")
+    status_code: int | None
+    duration_ms: int | None
+    error: str | None
+    response_excerpt: str | None
+
+
+class DeliveryOut(Schema):
+    id: str
+    conversion_id: str
+    status: ConversionStatus = Field(description="The conversion status that fired it")
+    url: str = Field(description="The URL as rendered and sent")
+    state: DeliveryStateName
+    reason: str | None = Field(description="Why it was dead-lettered or cancelled")
+    attempts: list[DeliveryAttemptOut]
+    next_attempt_at: str | None
+    created_at: str
+    test: bool = Field(default=False, description="Fired by POST /postbacks/{id}/test")
+    host_paused_until: str | None = Field(
+        default=None, description="The last host pause this delivery waited for (no GET, no attempt spent)"
+    )
+    host_pause_waits: int = Field(default=0, description="How many times it waited for its host's pause")
+
+
+class DeliveryList(Schema):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+Amount = StrictInt | StrictFloat
+
+
+class TestConversion(Schema):
+    """POST /postbacks/{id}/test: attributes of the conversion record (contract §3) to use instead of the sample's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversion_id: StrictStr | None = None
+    offer_id: StrictStr | None = None
+    conversion_type: StrictStr | None = None
+    status: StrictStr | None = None
+    cid: StrictStr | None = None
+    external_cid: StrictStr | None = None
+    external_id: StrictStr | None = None
+    aff_s1: StrictStr | None = None
+    aff_s2: StrictStr | None = None
+    aff_s3: StrictStr | None = None
+    aff_s4: StrictStr | None = None
+    aff_s5: StrictStr | None = None
+    adv_s1: StrictStr | None = None
+    adv_s2: StrictStr | None = None
+    adv_s3: StrictStr | None = None
+    adv_s4: StrictStr | None = None
+    adv_s5: StrictStr | None = None
+    payout: Amount | None = None
+    revenue: Amount | None = None
+    sale_amount: Amount | None = None
+    currency: StrictStr | None = None
+    customer_id: StrictStr | None = None
+    coupon_codes: list[StrictStr] | None = None
+    created_at: StrictStr | None = None
+    status_changed_at: StrictStr | None = None
+    click_time: StrictStr | None = None
+
+
+class TestOutcome(Schema):
+    status_code: int | None
+    duration_ms: int | None
+    error: str | None = Field(description="Why no 2xx answer was obtained (timeout, blocked_destination, ...)")
+    classification: str = Field(description="delivered, retryable, terminal or blocked, as for a real delivery")
+    delivered: bool = Field(description="True on a 2xx answer")
+
+
+class TestFireResult(Schema):
+    """POST /postbacks/{id}/test: the rendered URL and what the tracker answered."""
+
+    delivery_id: str
+    url: str = Field(description="The rendered URL")
+    outcome: TestOutcome

@@ -1,0 +1,1 @@
+"""Pure rules: no boto3, pynamodb or requests in this package."""

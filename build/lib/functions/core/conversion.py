@@ -1,0 +1,250 @@
+"""Parsing of conversions-table stream records (docs/contract.md §3) into `ConversionChange`.
+
+Input is one record of a Lambda DynamoDB-stream event: a dict with `eventName`, `dynamodb.NewImage` /
+`OldImage` in DynamoDB's typed JSON (`{"S": ...}`, `{"N": ...}`, `{"L": [...]}`) and
+`dynamodb.ApproximateCreationDateTime`. The result is either a change to evaluate, `None` for a
+record that can fire nothing by its nature (REMOVE), or `MalformedRecordError` naming the reason.
+
+Pure: no AWS, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from functions.core.model import CONVERSION_STATUSES, Conversion, ConversionChange
+
+REQUIRED_ATTRIBUTES: tuple[str, ...] = ("conversion_id", "affiliate_id", "offer_id", "conversion_type", "status")
+STRING_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "cid",
+        "external_cid",
+        "external_id",
+        *(f"aff_s{i}" for i in range(1, 6)),
+        *(f"adv_s{i}" for i in range(1, 6)),
+        "currency",
+        "customer_id",
+        "created_at",
+        "status_changed_at",
+        "click_time",
+    }
+)
+NUMBER_ATTRIBUTES: frozenset[str] = frozenset({"payout", "revenue", "sale_amount"})
+STRING_LIST_ATTRIBUTES: frozenset[str] = frozenset({"coupon_codes"})
+STATUS_PREFIX = "conversion_status_"
+
+INSERT = "INSERT"
+MODIFY = "MODIFY"
+REMOVE = "REMOVE"
+
+AttributeValue = str | Decimal | list[str]
+
+
+class MalformedRecordError(ValueError):
+    """The stream record cannot be evaluated; `reason` says why (kept with the record in the DLQ)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def normalise_status(raw: str) -> str:
+    """`APPROVED`, `Approved` and `CONVERSION_STATUS_APPROVED` all mean `approved` (not validated)."""
+    status = raw.strip().lower()
+    if status.startswith(STATUS_PREFIX):
+        status = status[len(STATUS_PREFIX) :]
+    return status
+
+
+def parse_status(raw: str) -> str:
+    """The normalised status; `MalformedRecordError` unless it is one of the statuses of docs/contract.md §1."""
+    status = normalise_status(raw)
+    if status not in CONVERSION_STATUSES:
+        raise MalformedRecordError(f"unknown status {raw!r}")
+    return status
+
+
+def _is_null(value: Any) -> bool:
+    # Stream images are plain dicts of plain dicts: test the exact type first, the ABC only after.
+    if type(value) is dict:
+        return value.get("NULL") is True
+    return isinstance(value, Mapping) and value.get("NULL") is True
+
+
+def _string(name: str, value: Any) -> str:
+    if type(value) is dict:
+        text = value.get("S")
+        if type(text) is str:
+            return text
+    if not isinstance(value, Mapping) or not isinstance(value.get("S"), str):
+        raise MalformedRecordError(f"attribute {name} must be a string (S)")
+    return str(value["S"])
+
+
+def _number(name: str, value: Any) -> Decimal:
+    raw = value.get("N") if type(value) is dict or isinstance(value, Mapping) else None
+    if type(raw) is str:
+        try:
+            number = Decimal(raw)
+        except InvalidOperation as exc:
+            raise MalformedRecordError(f"attribute {name} is not a valid number: {raw!r}") from exc
+        if not number.is_finite():
+            raise MalformedRecordError(f"attribute {name} is not a finite number: {raw!r}")
+        return number
+    if not isinstance(raw, str | int | float | Decimal) or isinstance(raw, bool):
+        raise MalformedRecordError(f"attribute {name} must be a number (N)")
+    try:
+        number = Decimal(str(raw))
+    except InvalidOperation as exc:
+        raise MalformedRecordError(f"attribute {name} is not a valid number: {raw!r}") from exc
+    if not number.is_finite():
+        raise MalformedRecordError(f"attribute {name} is not a finite number: {raw!r}")
+    return number
+
+
+def _string_list(name: str, value: Any) -> list[str]:
+    items = value.get("L") if isinstance(value, Mapping) else None
+    if not isinstance(items, list):
+        raise MalformedRecordError(f"attribute {name} must be a list of strings (L of S)")
+    return [_string(f"{name}[{index}]", item) for index, item in enumerate(items)]
+
+
+# How each optional attribute is parsed; attributes not named here are ignored.
+_OPTIONAL_PARSERS: dict[str, Callable[[str, Any], AttributeValue]] = {
+    **{name: _string for name in STRING_ATTRIBUTES},
+    **{name: _number for name in NUMBER_ATTRIBUTES},
+    **{name: _string_list for name in STRING_LIST_ATTRIBUTES},
+}
+_ABSENT = object()
+
+
+def parse_image(image: Any) -> Conversion:
+    """A conversion from a stream image; `MalformedRecordError` on a missing or mistyped attribute.
+
+    Stream images are plain dicts of plain dicts and most attributes are strings: a value that is
+    exactly `{"S": <str>}` takes an inline path (exact type checks, no call per attribute); anything
+    else goes through the general checks (`_is_null`, the attribute's parser), which give the same
+    results and the errors.
+    """
+    if type(image) is not dict and not isinstance(image, Mapping):
+        raise MalformedRecordError("image is not a map of attributes")
+    required: list[str] = []
+    get = image.get
+    for name in REQUIRED_ATTRIBUTES:
+        raw = get(name, _ABSENT)
+        value: str
+        if type(raw) is dict and len(raw) == 1 and type(text := raw.get("S")) is str:
+            value = text
+        elif raw is _ABSENT or _is_null(raw):
+            raise MalformedRecordError(f"missing required attribute {name}")
+        else:
+            value = _string(name, raw)
+        if not value or value.isspace():
+            raise MalformedRecordError(f"required attribute {name} is empty")
+        required.append(value)
+    conversion_id, affiliate_id, offer_id, conversion_type, raw_status = required
+    status = parse_status(raw_status)
+    attributes: dict[str, AttributeValue] = {
+        "conversion_id": conversion_id,
+        "affiliate_id": affiliate_id,
+        "offer_id": offer_id,
+        "conversion_type": conversion_type,
+        "status": status,
+    }
+    parsers = _OPTIONAL_PARSERS
+    string = _string
+    for name, raw in image.items():
+        parser = parsers.get(name)
+        if parser is None:
+            continue
+        if parser is string and type(raw) is dict and len(raw) == 1 and type(text := raw.get("S")) is str:
+            attributes[name] = text
+        elif not _is_null(raw):
+            attributes[name] = parser(name, raw)
+    return Conversion(
+        conversion_id=conversion_id,
+        affiliate_id=affiliate_id,
+        offer_id=offer_id,
+        conversion_type=conversion_type,
+        status=status,
+        attributes=attributes,
+    )
+
+
+def _previous_status(old_image: Any) -> str | None:
+    """The status before the change, normalised; None when the old image has none.
+
+    Only the status is read from the old image: it was validated when it was the new image, and a
+    correction of a once-malformed record must still be evaluated on its own new image.
+    """
+    if not isinstance(old_image, Mapping):
+        raise MalformedRecordError("OldImage is not a map of attributes")
+    value = old_image.get("status")
+    if value is None or _is_null(value):
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("S"), str):
+        return None
+    status = normalise_status(str(value["S"]))
+    return status or None
+
+
+def change_time(raw: Any) -> float:
+    """Stream `ApproximateCreationDateTime` as epoch seconds.
+
+    Lambda events carry a number of epoch seconds; boto3's GetRecords gives a `datetime`; an ISO
+    8601 string is accepted from replay tools.
+    """
+    if isinstance(raw, bool):
+        raise MalformedRecordError("ApproximateCreationDateTime is not a time")
+    if isinstance(raw, int | float | Decimal):
+        return float(raw)
+    if isinstance(raw, datetime):
+        moment = raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise MalformedRecordError(f"ApproximateCreationDateTime {raw!r} is not a time") from exc
+        return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    raise MalformedRecordError("missing ApproximateCreationDateTime")
+
+
+def parse_change(record: Mapping[str, Any]) -> ConversionChange | None:
+    """The change a stream record describes; None for a REMOVE (which fires nothing).
+
+    Raises `MalformedRecordError` for a record that cannot be evaluated: an unknown event name, a
+    missing NewImage on INSERT/MODIFY, a missing OldImage on MODIFY (the stream must be
+    NEW_AND_OLD_IMAGES, or a status change cannot be told from any other update), a missing or
+    mistyped required attribute, a mistyped optional attribute, an unknown status or no change time.
+    """
+    event_name = record.get("eventName")
+    if event_name == REMOVE:
+        return None
+    if event_name not in (INSERT, MODIFY):
+        raise MalformedRecordError(f"unknown eventName {event_name!r}")
+    stream = record.get("dynamodb")
+    if not isinstance(stream, Mapping):
+        raise MalformedRecordError("missing dynamodb section")
+    if "NewImage" not in stream:
+        raise MalformedRecordError(f"missing NewImage on {event_name}")
+    conversion = parse_image(stream["NewImage"])
+    previous: str | None = None
+    if event_name == MODIFY:
+        if "OldImage" not in stream:
+            raise MalformedRecordError("missing OldImage on MODIFY (stream view type must be NEW_AND_OLD_IMAGES)")
+        previous = _previous_status(stream["OldImage"])
+    changed_at = change_time(stream.get("ApproximateCreationDateTime"))
+    return ConversionChange(conversion=conversion, previous_status=previous, changed_at=changed_at)
+
+
+def is_status_change(change: ConversionChange) -> bool:
+    """Only a change of status can fire (an insert is a change from no status)."""
+    return change.conversion.status != change.previous_status

@@ -1,0 +1,205 @@
+"""Firing semantics (docs/contract.md §2): which postbacks a conversion change fires, and what each sends.
+
+A postback fires for a change when all of these hold:
+- same affiliate;
+- offer in scope (`global`: not excluded, so offers never seen before are covered; `offer`: included);
+- the conversion type is one of the postback's types;
+- the new status is one of the postback's statuses and differs from the previous status (an insert
+  is a change from no status);
+- the postback is enabled;
+- the change is not retroactive: it was written at or after the postback's creation,
+  `changed_at >= created_at`. An edit does not move this point: a change written shortly before an
+  edit and still on its way (stream lag) is judged by the postback as it stands when evaluated, so
+  an edit never drops a change that matches the postback as it now stands (`fires_from`).
+
+Precision: Lambda's `ApproximateCreationDateTime` is rounded down to the second, so a change
+written in the same second as the creation, but after it, may not fire it. docs/contract.md §2
+allows this: a new postback applies to changes evaluated at most the rules-cache window after it
+was saved.
+
+Every matching postback fires, and each match is rendered here, at match time (a later edit of the
+postback does not change a delivery already made). A rendered URL over `max_url_bytes` (UTF-8) is
+not sent: the match is returned apart (`MatchResult.too_long`, `url_too_long`), with its URL cut to
+the limit, so the evaluator records it dead-lettered. Pure: no AWS, no clock.
+
+`earlier_deliveries` names the deliveries an earlier evaluation of the same change may have made
+for postbacks that do not fire now (edited since): re-enqueueing follows the deliveries that exist,
+not a fresh match (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+
+from functions.core.model import ConversionChange, Postback, Scope, delivery_id_for, parse_timestamp
+from functions.core.rendering import ChangeValues, RenderError, render_change_url, template_host
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    """One match, rendered: what the delivery record is created from."""
+
+    delivery_id: str
+    postback_id: str
+    affiliate_id: str
+    conversion_id: str
+    conversion_status: str
+    previous_status: str | None
+    offer_id: str
+    url: str
+    target_host: str
+    # The first attempt waits this long after the match (the postback's `delay_seconds`).
+    delay_seconds: int = 0
+
+
+# docs/contract.md §2: a rendered URL longer than this (UTF-8 bytes) is not sent.
+DEFAULT_MAX_URL_BYTES = 8192
+REASON_URL_TOO_LONG = "url_too_long"
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    """A matching postback whose URL could not be rendered for this change."""
+
+    postback_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    deliveries: tuple[PlannedDelivery, ...]
+    failures: tuple[RenderFailure, ...]
+    # Matches whose rendered URL is over the limit, the URL cut to it: recorded `url_too_long`, never sent.
+    too_long: tuple[PlannedDelivery, ...] = ()
+
+
+def offer_in_scope(postback: Postback, offer_id: str) -> bool:
+    if postback.scope == Scope.OFFER:
+        return offer_id in postback.included_offer_ids
+    return offer_id not in postback.excluded_offer_ids
+
+
+@functools.lru_cache(maxsize=65536)
+def _epoch_seconds(timestamp: str) -> float:
+    # Postbacks are re-read often but saved rarely: parse each distinct timestamp once.
+    return parse_timestamp(timestamp).timestamp()
+
+
+def fires_from(postback: Postback) -> float:
+    """Epoch seconds from which changes may fire the postback: its creation, never its last edit."""
+    return _epoch_seconds(postback.created_at)
+
+
+def _plan_delivery(postback: Postback, change: ConversionChange, values: ChangeValues) -> PlannedDelivery:
+    """The postback's URL rendered for the change; `RenderError` if it cannot be rendered.
+
+    `values` are the change's placeholder values, computed on first use and shared by every
+    postback the change fires.
+    """
+    conversion = change.conversion
+    delivery_id = delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
+    url = render_change_url(postback.url, values, postback.id, delivery_id)
+    # The rendered URL has the template's authority (`render_change_url` checks it), so its host.
+    host = template_host(postback.url)
+    if not host:
+        raise RenderError("rendered URL has no host")
+    return PlannedDelivery(
+        delivery_id=delivery_id,
+        postback_id=postback.id,
+        affiliate_id=conversion.affiliate_id,
+        conversion_id=conversion.conversion_id,
+        conversion_status=conversion.status,
+        previous_status=change.previous_status,
+        offer_id=conversion.offer_id,
+        url=url,
+        target_host=host,
+        delay_seconds=postback.delay_seconds,
+    )
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """At most `limit` bytes of `text` in UTF-8, cut on a character boundary."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
+
+
+def url_over_limit(url: str, max_url_bytes: int) -> bool:
+    """The rendered URL is longer than the limit (docs/contract.md §2), counted in UTF-8 bytes."""
+    return len(url) > max_url_bytes or (not url.isascii() and len(url.encode("utf-8")) > max_url_bytes)
+
+
+def match_change(
+    change: ConversionChange, postbacks: Iterable[Postback], max_url_bytes: int = DEFAULT_MAX_URL_BYTES
+) -> MatchResult:
+    """Every postback the change fires, rendered, in the order given; render failures and URLs over the limit apart."""
+    deliveries: list[PlannedDelivery] = []
+    failures: list[RenderFailure] = []
+    too_long: list[PlannedDelivery] = []
+    values: ChangeValues | None = None
+    conversion = change.conversion
+    status = conversion.status
+    if status == change.previous_status:
+        return MatchResult(deliveries=(), failures=())
+    # The conditions of the module docstring, with the change's fields read once and the cheapest
+    # tests first: this loop runs for every postback of the affiliate on every status change.
+    conversion_type = conversion.conversion_type
+    affiliate_id = conversion.affiliate_id
+    offer_id = conversion.offer_id
+    changed_at = change.changed_at
+    for postback in postbacks:
+        if not (
+            postback.enabled
+            and status in postback.conversion_statuses
+            and conversion_type in postback.conversion_types
+            and postback.affiliate_id == affiliate_id
+            and offer_in_scope(postback, offer_id)
+            and changed_at >= fires_from(postback)
+        ):
+            continue
+        if values is None:
+            # Computed on first use and shared by every postback the change fires.
+            values = ChangeValues(change)
+        try:
+            planned = _plan_delivery(postback, change, values)
+        except RenderError as exc:
+            failures.append(RenderFailure(postback_id=postback.id, reason=f"render_failed: {exc}"))
+            continue
+        if url_over_limit(planned.url, max_url_bytes):
+            too_long.append(replace(planned, url=cut_to_bytes(planned.url, max_url_bytes)))
+        else:
+            deliveries.append(planned)
+    return MatchResult(deliveries=tuple(deliveries), failures=tuple(failures), too_long=tuple(too_long))
+
+
+def latest_edit(postbacks: Iterable[Postback]) -> float:
+    """Epoch seconds of the newest save among the postbacks (0 for none): one number per affiliate."""
+    return max((_epoch_seconds(postback.updated_at) for postback in postbacks), default=0.0)
+
+
+def earlier_deliveries(
+    change: ConversionChange, postbacks: Iterable[Postback], fired: Collection[str], staleness_seconds: float
+) -> list[str]:
+    """IDs of deliveries an earlier evaluation of this change may have made that the current rules do not make.
+
+    An evaluation sees each postback as it stood at most `staleness_seconds` before it (the rules
+    cache's bound), and every evaluation comes after the change was written; so a postback that
+    does not fire now can have fired earlier only if it was saved after `changed_at -
+    staleness_seconds` — an edit — and created before the change (never retroactive). `fired` are the
+    postback IDs that fire now. The caller checks which of these deliveries exist and are still
+    `pending`; with no recent edit the list is empty and nothing is read.
+    """
+    conversion = change.conversion
+    if conversion.status == change.previous_status:
+        return []
+    edited_since = change.changed_at - staleness_seconds
+    return [
+        delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
+        for postback in postbacks
+        if postback.id not in fired
+        and _epoch_seconds(postback.updated_at) > edited_since
+        and change.changed_at >= fires_from(postback)
+    ]

@@ -1,0 +1,223 @@
+"""Domain types shared by the API, the evaluator, the sender and the on-call tools.
+
+Frozen dataclasses, no AWS. Storage modules convert to and from these.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from functions.core.signing import SigningSecret
+
+CONVERSION_STATUSES: tuple[str, ...] = (
+    "approved",
+    "pending",
+    "on_hold",
+    "test",
+    "fraud",
+    "not_allowed",
+    "rejected",
+    "refunded",
+    "blocked",
+)
+CONVERSION_TYPE_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+class Scope(StrEnum):
+    GLOBAL = "global"
+    OFFER = "offer"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset(
+    {DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED, DeliveryState.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class Postback:
+    id: str
+    affiliate_id: str
+    scope: Scope
+    included_offer_ids: tuple[str, ...]
+    excluded_offer_ids: tuple[str, ...]
+    conversion_types: tuple[str, ...]
+    conversion_statuses: tuple[str, ...]
+    url: str
+    enabled: bool
+    created_at: str
+    updated_at: str
+    version: int
+    # Health, maintained by the sender.
+    last_success_at: str | None = None
+    consecutive_failures: int = 0
+    last_failure_reason: str | None = None
+    last_failure_at: str | None = None
+    # Audit: the `sub` of the caller that created it and of the one that last changed it.
+    created_by: str | None = None
+    updated_by: str | None = None
+    # The first attempt waits this long after the match (docs/contract.md §5).
+    delay_seconds: int = 0
+    # Set only by the sender's batch read (`PostbackRepository.get_many`); never shown, never compared.
+    signing_secret: SigningSecret | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a delivery, as logged on the delivery record (docs/sender.md)."""
+
+    number: int
+    at: str
+    outcome: str  # functions.core.classification.OutcomeClass value
+    duration_ms: int | None = None
+    status_code: int | None = None
+    error: str | None = None
+    resolved_address: str | None = None
+    retry_after: str | None = None
+    location: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: str | None = None
+    test: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, unset ones as None (the shape of the dead-letter message body)."""
+        return asdict(self)
+
+    def logged(self) -> dict[str, Any]:
+        """The fields as stored on the record: unset ones and a false `test` are left out."""
+        values = {key: value for key, value in self.to_dict().items() if value is not None}
+        if not self.test:
+            values.pop("test", None)
+        return values
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery record: what the evaluator wrote, the sender's schedule and log, the redrive marks."""
+
+    delivery_id: str
+    postback_id: str
+    affiliate_id: str
+    conversion_id: str
+    conversion_status: str  # the status that fired it
+    url: str  # rendered at match time; never logged (it carries click data)
+    target_host: str
+    state: DeliveryState
+    created_at: str
+    updated_at: str
+    previous_status: str | None = None
+    offer_id: str | None = None
+    reason: str | None = None
+    is_test: bool = False
+    attempts: tuple[Attempt, ...] = ()
+    # Attempts of the current schedule (a redrive starts a new schedule; history is kept).
+    cycle_attempts: int = 0
+    schedule_started_at: str | None = None
+    next_attempt_at: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None  # epoch seconds
+    enqueued_at: str | None = None
+    delivered_at: str | None = None
+    dead_lettered_at: str | None = None
+    dead_letter_partition: str | None = None
+    redrive_count: int = 0
+    redrive_token: str | None = None
+    expires_at: int | None = None  # TTL, epoch seconds
+    # Dead-lettered only: the copy in the deliveries DLQ was sent (written with the outcome, never on the happy path).
+    dlq_copy_sent: bool = False
+    # The last host pause this delivery waited for (docs/sender.md, host pause), and how many times it waited.
+    host_paused_until: str | None = None
+    host_pause_waits: int = 0
+
+    @property
+    def last_status_code(self) -> int | None:
+        for attempt in reversed(self.attempts):
+            if attempt.status_code is not None:
+                return attempt.status_code
+        return None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One conversion as the conversion service wrote it (docs/contract.md §3), status normalised."""
+
+    conversion_id: str
+    affiliate_id: str
+    offer_id: str
+    conversion_type: str
+    status: str
+    attributes: dict[str, str | Decimal | list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConversionChange:
+    """A stream record reduced to what firing needs: the new image and the previous status."""
+
+    conversion: Conversion
+    previous_status: str | None
+    # When the change was written (stream ApproximateCreationDateTime), seconds since the epoch.
+    changed_at: float
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds and a `Z`: sorts as text in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _crockford(number: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_CROCKFORD[number & 31])
+        number >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ulid(now_ms: int | None = None) -> str:
+    """A ULID: 48-bit millisecond time + 80 random bits, 26 Crockford base32 characters."""
+    millis = int(time.time() * 1000) if now_ms is None else now_ms
+    randomness = int.from_bytes(os.urandom(10), "big")
+    return _crockford(millis, 10) + _crockford(randomness, 16)
+
+
+def new_postback_id() -> str:
+    return "pb_" + new_ulid()
+
+
+def delivery_id_for(postback_id: str, conversion_id: str, status: str) -> str:
+    """The delivery ID derived from (postback, conversion, status): the deduplication key.
+
+    Deterministic, so a redelivered stream record or a status flip-flop computes the same ID and
+    the conditional write refuses a second delivery; it is also the `{deliveryId}` placeholder.
+    """
+    digest = hashlib.sha256(f"{postback_id}\x1f{conversion_id}\x1f{status}".encode()).digest()
+    # 32 base32 characters are the first 160 bits: encode those 20 bytes only (same result, less work).
+    return "dl_" + base64.b32encode(digest[:20]).decode("ascii").lower()

@@ -1,0 +1,496 @@
+"""The evaluator's batch logic: stream records -> matched deliveries -> deliveries queue.
+
+One batch is processed in three phases, so that the AWS requests stay at the floor (one postbacks
+read per distinct affiliate, one conditional write per new delivery, one SendMessageBatch per ten
+deliveries) while a failure can still be reported as one stream position:
+
+1. parse every record (pure); read the table's rules version once (if the batch has a status
+   change and the rules cache is on) and then each distinct affiliate's postbacks once, through
+   the rules cache, in record order;
+2. in record order: send malformed records (and render failures) to the evaluator DLQ, match,
+   render and create the deliveries (conditional writes);
+3. enqueue the new deliveries (and existing ones still `pending`, see `DeliveryRepository`) in
+   record order, ten per SendMessageBatch.
+
+Failure semantics (Lambda `ReportBatchItemFailures` on a stream): Lambda retries from the lowest
+reported sequence number, so the result names at most one record — the earliest record whose work
+is not complete. Every record before it has its deliveries written *and* enqueued (or its dead
+letter sent); for records from it on, whatever was done is safe to do again (the conditional write
+refuses a second delivery; a `pending` delivery is enqueued again and the sender's lease makes the
+duplicate message harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
+from functions.core.matching import (
+    DEFAULT_MAX_URL_BYTES,
+    REASON_URL_TOO_LONG,
+    MatchResult,
+    PlannedDelivery,
+    earlier_deliveries,
+    latest_edit,
+    match_change,
+)
+from functions.core.messages import (
+    dead_letter_attributes,
+    delivery_message,
+    evaluator_dead_letter_message,
+    unsent_delivery_dead_letter,
+)
+from functions.core.metrics import Metric, MetricsBatch, RecordDeadLetterReason
+from functions.core.model import ConversionChange, Postback, format_timestamp, utc_now
+from functions.evaluator.rules_cache import RulesCache
+from functions.logs import Event, log_event
+from functions.storage.deliveries import CreateOutcome
+from functions.storage.errors import permanent_failure
+from functions.storage.queues import SQS_BATCH_LIMIT, OutgoingMessage, QueueSendError
+
+if TYPE_CHECKING:
+    from functions.storage.postbacks import RulesVersion
+
+logger = logging.getLogger(__name__)
+
+
+class PostbackSource(Protocol):
+    def list_for_affiliate(self, affiliate_id: str) -> list[Postback]: ...
+
+
+class RulesVersionSource(Protocol):
+    def rules_version(self) -> RulesVersion: ...
+
+
+class DeliveryStore(Protocol):
+    def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome: ...
+
+    def pending_among(self, delivery_ids: Sequence[str]) -> list[PlannedDelivery]: ...
+
+    def create_dead_lettered(self, planned: PlannedDelivery, reason: str, *, now: datetime, ttl_days: int) -> bool: ...
+
+    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool: ...
+
+
+class MessageQueue(Protocol):
+    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str: ...
+
+    def send_batch(self, messages: Iterable[OutgoingMessage]) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The outcome of one batch; `failed_sequence_number` is where Lambda must retry from."""
+
+    records: int
+    status_changes: int
+    deliveries_created: int
+    deliveries_enqueued: int
+    dead_lettered: int
+    failed_sequence_number: str | None
+
+    def as_response(self) -> dict[str, list[dict[str, str]]]:
+        if self.failed_sequence_number is None:
+            return {"batchItemFailures": []}
+        return {"batchItemFailures": [{"itemIdentifier": self.failed_sequence_number}]}
+
+
+@dataclass(frozen=True)
+class _Item:
+    index: int
+    record: Mapping[str, Any]
+    change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)
+    malformed_reason: str | None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    index: int
+    delivery: PlannedDelivery
+
+
+@dataclass(frozen=True)
+class _Written:
+    pending: list[_Pending]
+    created: int
+    dead_lettered: int
+    failed_at: int | None
+
+
+def sequence_number(record: Mapping[str, Any]) -> str | None:
+    stream = record.get("dynamodb")
+    value = stream.get("SequenceNumber") if isinstance(stream, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _record_ids(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`conversion_id` and `affiliate_id` of a record for the log, as far as its image has them (malformed too)."""
+    stream = record.get("dynamodb")
+    ids: dict[str, Any] = {}
+    if not isinstance(stream, Mapping):
+        return ids
+    for image_key in ("NewImage", "OldImage"):
+        image = stream.get(image_key)
+        if not isinstance(image, Mapping):
+            continue
+        for name in ("conversion_id", "affiliate_id"):
+            value = image.get(name)
+            if name not in ids and isinstance(value, Mapping) and isinstance(value.get("S"), str):
+                ids[name] = value["S"]
+    return ids
+
+
+def _parse(index: int, record: Mapping[str, Any]) -> _Item:
+    try:
+        change = parse_change(record)
+    except MalformedRecordError as exc:
+        return _Item(index, record, None, exc.reason)
+    if change is not None and not is_status_change(change):
+        change = None
+    return _Item(index, record, change, None)
+
+
+class ConversionEvaluator:
+    def __init__(
+        self,
+        *,
+        postbacks: PostbackSource,
+        deliveries: DeliveryStore,
+        deliveries_queue: MessageQueue,
+        dead_letter_queue: MessageQueue,
+        rules_cache: RulesCache,
+        delivery_ttl_days: int,
+        clock: Callable[[], datetime] = utc_now,
+        rules_versions: RulesVersionSource | None = None,
+        deliveries_dead_letters: MessageQueue | None = None,
+        max_url_bytes: int = DEFAULT_MAX_URL_BYTES,
+    ) -> None:
+        """`rules_versions` validates the rules cache (see `RulesCache`); without it the TTL alone applies.
+
+        `deliveries_dead_letters` (the deliveries DLQ) takes the copy of a delivery recorded
+        `url_too_long` (over `max_url_bytes`); without it such a record is reported for retry.
+        """
+        self._postbacks = postbacks
+        self._delivery_dead_letters = deliveries_dead_letters
+        self._max_url_bytes = max_url_bytes
+        self._versions = rules_versions
+        self._deliveries = deliveries
+        self._queue = deliveries_queue
+        self._dead_letters = dead_letter_queue
+        self._rules = rules_cache
+        self._ttl_days = delivery_ttl_days
+        self._clock = clock
+
+    def process(self, records: Sequence[Mapping[str, Any]], metrics: MetricsBatch | None = None) -> BatchResult:
+        """Evaluate one batch; counts go to `metrics` (the handler flushes it), one `evaluator.batch` line."""
+        now = self._clock()
+        items = [_parse(index, record) for index, record in enumerate(records)]
+        rules, read_failed_at = self._load_rules(items)
+        limit = len(items) if read_failed_at is None else read_failed_at
+        written = self._write(items[:limit], rules, now, metrics)
+        enqueued, enqueue_failed_at = self._enqueue(written.pending)
+        failures = [index for index in (read_failed_at, written.failed_at, enqueue_failed_at) if index is not None]
+        failed = None
+        if failures:
+            failed = sequence_number(items[min(failures)].record) or ""
+        result = BatchResult(
+            records=len(items),
+            status_changes=sum(1 for item in items if item.change is not None),
+            deliveries_created=written.created,
+            deliveries_enqueued=enqueued,
+            dead_lettered=written.dead_lettered,
+            failed_sequence_number=failed,
+        )
+        if metrics is not None:
+            metrics.count(Metric.EVALUATOR_RECORDS, result.records)
+            metrics.count(Metric.STATUS_CHANGES, result.status_changes)
+            metrics.count(Metric.DELIVERIES_CREATED, result.deliveries_created)
+            metrics.count(Metric.EVALUATOR_RECORDS_REPORTED_FAILED, len(result.as_response()["batchItemFailures"]))
+        log_event(
+            logger,
+            Event.EVALUATOR_BATCH,
+            logging.INFO if failed is None else logging.WARNING,
+            records=result.records,
+            status_changes=result.status_changes,
+            affiliates=len(rules),
+            deliveries_created=result.deliveries_created,
+            enqueued=result.deliveries_enqueued,
+            dead_lettered=result.dead_lettered,
+            failed_sequence_number=result.failed_sequence_number,
+        )
+        return result
+
+    def _load_rules(self, items: Sequence[_Item]) -> tuple[dict[str, tuple[Postback, ...]], int | None]:
+        """Each distinct affiliate's postbacks, once, in record order; stop at the first failing read."""
+        rules: dict[str, tuple[Postback, ...]] = {}
+        if any(item.change is not None for item in items):
+            self._observe_rules_version()
+        for item in items:
+            if item.change is None:
+                continue
+            affiliate_id = item.change.conversion.affiliate_id
+            if affiliate_id in rules:
+                continue
+            try:
+                rules[affiliate_id] = self._rules.get(affiliate_id, self._postbacks.list_for_affiliate)
+            except Exception as exc:
+                log_event(
+                    logger,
+                    Event.RULES_READ_FAILED,
+                    logging.ERROR,
+                    exc_info=True,
+                    affiliate_id=affiliate_id,
+                    conversion_id=item.change.conversion.conversion_id,
+                    sequence_number=sequence_number(item.record),
+                    reason=type(exc).__name__,
+                )
+                return rules, item.index
+        return rules, None
+
+    def _observe_rules_version(self) -> None:
+        """Tell the rules cache the table's rules version (one GetItem); unknown if the read fails."""
+        if self._versions is None or not self._rules.enabled:
+            return
+        try:
+            version = self._versions.rules_version()
+        except Exception as exc:
+            # Not a batch failure: this batch falls back to the TTL (the cache's own bound).
+            log_event(
+                logger, Event.RULES_VERSION_READ_FAILED, logging.WARNING, exc_info=True, reason=type(exc).__name__
+            )
+            self._rules.observe(None)
+            return
+        self._rules.observe(version.number, version.changed_at)
+
+    def _write(
+        self,
+        items: Sequence[_Item],
+        rules: Mapping[str, tuple[Postback, ...]],
+        now: datetime,
+        metrics: MetricsBatch | None,
+    ) -> _Written:
+        """Dead letters and conditional writes, in record order, up to the first record that fails."""
+        pending: list[_Pending] = []
+        seen: set[str] = set()
+        edits: dict[str, float] = {}  # per affiliate: its newest postback save (epoch seconds)
+        created = dead_lettered = 0
+        for item in items:
+            try:
+                if item.malformed_reason is not None:
+                    malformed = RecordDeadLetterReason.MALFORMED
+                    self._dead_letter(item.record, item.malformed_reason, now, malformed, metrics)
+                    dead_lettered += 1
+                    continue
+                if item.change is None:
+                    continue
+                postbacks = rules[item.change.conversion.affiliate_id]
+                match = match_change(item.change, postbacks, self._max_url_bytes)
+                for failure in match.failures:
+                    self._dead_letter(
+                        item.record,
+                        f"{failure.reason} (postback {failure.postback_id})",
+                        now,
+                        RecordDeadLetterReason.RENDER_FAILED,
+                        metrics,
+                        postback_id=failure.postback_id,
+                    )
+                    dead_lettered += 1
+                for delivery in match.too_long:
+                    if delivery.delivery_id not in seen:
+                        seen.add(delivery.delivery_id)
+                        self._record_url_too_long(delivery, now, metrics)
+                for delivery in match.deliveries:
+                    # A flip-flop or a duplicate record within the batch: one write, one message.
+                    if delivery.delivery_id in seen:
+                        continue
+                    outcome = self._create(item, delivery, now, metrics)
+                    seen.add(delivery.delivery_id)
+                    if outcome is None:
+                        dead_lettered += 1
+                        continue
+                    if outcome is CreateOutcome.CREATED:
+                        created += 1
+                    if outcome is not CreateOutcome.EXISTS_HANDLED:
+                        pending.append(_Pending(item.index, delivery))
+                if item.change.conversion.affiliate_id not in edits:
+                    edits[item.change.conversion.affiliate_id] = latest_edit(postbacks)
+                stranded = self._requeue_earlier(
+                    item, match, postbacks, edits[item.change.conversion.affiliate_id], seen
+                )
+                pending.extend(stranded)
+                if metrics is not None and stranded:
+                    metrics.count(Metric.DELIVERIES_RE_ENQUEUED, len(stranded))
+            except Exception as exc:
+                if self._dead_letter_poison(item, exc, now, metrics):
+                    dead_lettered += 1
+                    continue
+                log_event(
+                    logger,
+                    Event.RECORD_FAILED,
+                    logging.ERROR,
+                    exc_info=True,
+                    sequence_number=sequence_number(item.record),
+                    reason=type(exc).__name__,
+                    **_record_ids(item.record),
+                )
+                # Deliveries of this record already written stay pending: the retry enqueues them.
+                kept = [p for p in pending if p.index < item.index]
+                return _Written(kept, created, dead_lettered, item.index)
+        return _Written(pending, created, dead_lettered, None)
+
+    def _create(
+        self, item: _Item, delivery: PlannedDelivery, now: datetime, metrics: MetricsBatch | None
+    ) -> CreateOutcome | None:
+        """The conditional write; None when DynamoDB refuses this delivery for good (the record is dead-lettered)."""
+        try:
+            return self._deliveries.create(delivery, now=now, ttl_days=self._ttl_days)
+        except Exception as exc:
+            reason = permanent_failure(exc)
+            if reason is None:
+                raise
+        self._dead_letter(
+            item.record,
+            f"delivery_rejected: {reason} (postback {delivery.postback_id})",
+            now,
+            RecordDeadLetterReason.REJECTED,
+            metrics,
+            postback_id=delivery.postback_id,
+        )
+        return None
+
+    def _dead_letter_poison(self, item: _Item, exc: Exception, now: datetime, metrics: MetricsBatch | None) -> bool:
+        """A failure that can never pass for this record: set it aside in the evaluator DLQ, go on (True).
+        Transient failures (throttling, 5xx, timeouts, anything unknown): False, the record is reported."""
+        reason = permanent_failure(exc)
+        if reason is None:
+            return False
+        try:
+            reason = f"evaluation_failed: {reason}"
+            self._dead_letter(item.record, reason, now, RecordDeadLetterReason.REJECTED, metrics)
+        except Exception:
+            logger.warning("the evaluator DLQ refused a record that cannot be evaluated", exc_info=True)
+            return False
+        return True
+
+    def _record_url_too_long(self, delivery: PlannedDelivery, now: datetime, metrics: MetricsBatch | None) -> None:
+        """A match whose URL is over the limit: recorded `dead_lettered` (`url_too_long`), a copy in the deliveries DLQ.
+
+        The copy is confirmed on the record (`dlq_copy_sent`) only after it is sent; an exception
+        (the copy not sent) reports the record, and the retry sends the copy the record still owes.
+        """
+        if not self._deliveries.create_dead_lettered(delivery, REASON_URL_TOO_LONG, now=now, ttl_days=self._ttl_days):
+            return
+        if self._delivery_dead_letters is None:
+            raise RuntimeError("no deliveries DLQ to send the url_too_long copy to")
+        self._delivery_dead_letters.send(
+            unsent_delivery_dead_letter(delivery, REASON_URL_TOO_LONG, format_timestamp(now)),
+            dead_letter_attributes(delivery.affiliate_id, delivery.postback_id, REASON_URL_TOO_LONG, None),
+        )
+        self._deliveries.mark_dlq_copy_sent(delivery.delivery_id, now)
+        log_event(
+            logger,
+            Event.DELIVERY_OUTCOME,
+            logging.WARNING,
+            delivery_id=delivery.delivery_id,
+            postback_id=delivery.postback_id,
+            affiliate_id=delivery.affiliate_id,
+            conversion_id=delivery.conversion_id,
+            outcome="dead_lettered",
+            reason=REASON_URL_TOO_LONG,
+        )
+        if metrics is not None:
+            metrics.count(Metric.DELIVERIES_DEAD_LETTERED, reason=REASON_URL_TOO_LONG)
+
+    def _requeue_earlier(
+        self, item: _Item, match: MatchResult, postbacks: Sequence[Postback], edited_at: float, seen: set[str]
+    ) -> list[_Pending]:
+        """Still-`pending` deliveries an earlier evaluation made for postbacks that no longer fire (edited since):
+        queued again. Reads nothing unless the affiliate's newest save (`edited_at`) is that recent."""
+        change = item.change
+        assert change is not None
+        staleness = self._rules.max_staleness_seconds
+        if edited_at <= change.changed_at - staleness:
+            return []
+        fired = {d.postback_id for d in (*match.deliveries, *match.too_long)}
+        fired.update(failure.postback_id for failure in match.failures)
+        candidates = [d for d in earlier_deliveries(change, postbacks, fired, staleness) if d not in seen]
+        if not candidates:
+            return []
+        found = self._deliveries.pending_among(candidates)
+        seen.update(delivery.delivery_id for delivery in found)
+        return [_Pending(item.index, delivery) for delivery in found]
+
+    def _enqueue(self, pending: Sequence[_Pending]) -> tuple[int, int | None]:
+        """Send in record order, ten per call; return (sent, index of the first record not fully sent)."""
+        sent = 0
+        chunks = math.ceil(len(pending) / SQS_BATCH_LIMIT)
+        for number in range(chunks):
+            chunk = pending[number * SQS_BATCH_LIMIT : (number + 1) * SQS_BATCH_LIMIT]
+            try:
+                self._queue.send_batch(
+                    OutgoingMessage(
+                        id=p.delivery.delivery_id,
+                        body=delivery_message(p.delivery.delivery_id),
+                        attributes={"affiliate_id": p.delivery.affiliate_id, "postback_id": p.delivery.postback_id},
+                        # The postback's fire delay (0-900 s, within SQS's DelaySeconds limit).
+                        delay_seconds=p.delivery.delay_seconds,
+                    )
+                    for p in chunk
+                )
+            except QueueSendError as exc:
+                failed = set(exc.failed_ids)
+                unsent = [p for p in chunk if p.delivery.delivery_id in failed] or list(chunk)
+                sent += len(chunk) - len(unsent)
+                log_event(logger, Event.ENQUEUE_FAILED, logging.ERROR, not_sent=len(unsent), reason="send_failed")
+                return sent, min(p.index for p in unsent)
+            except Exception as exc:
+                log_event(
+                    logger,
+                    Event.ENQUEUE_FAILED,
+                    logging.ERROR,
+                    exc_info=True,
+                    not_sent=len(chunk),
+                    reason=type(exc).__name__,
+                )
+                return sent, min(p.index for p in chunk)
+            sent += len(chunk)
+        return sent, None
+
+    def _dead_letter(
+        self,
+        record: Mapping[str, Any],
+        reason: str,
+        now: datetime,
+        kind: RecordDeadLetterReason,
+        metrics: MetricsBatch | None,
+        postback_id: str | None = None,
+    ) -> None:
+        """Send the record whole to the evaluator DLQ with its `reason` (which the log line leaves out:
+        a malformed value may be a placeholder value; the line names the `kind` and the ids)."""
+        log_event(
+            logger,
+            Event.RECORD_DEAD_LETTERED,
+            logging.WARNING,
+            sequence_number=sequence_number(record),
+            postback_id=postback_id,
+            reason=kind,
+            **_record_ids(record),
+        )
+        source_arn = record.get("eventSourceARN")
+        self._dead_letters.send(
+            evaluator_dead_letter_message(
+                record=dict(record),
+                reason=reason,
+                event_source_arn=source_arn if isinstance(source_arn, str) else None,
+                sequence_number=sequence_number(record),
+                at=format_timestamp(now),
+            ),
+            attributes={"kind": "conversion_record"},
+        )
+        if metrics is not None:
+            metrics.count(Metric.RECORDS_DEAD_LETTERED, reason=kind)

@@ -1,0 +1,1 @@
+"""pynamodb models, repositories and the SQS adapter."""

@@ -20,6 +20,7 @@ from functions import bootstrap, settings
 from functions.api.auth import authenticate, jwt_authorizer
 from functions.api.blueprint import api
 from functions.api.errors import MalformedRequest, UnsupportedMediaType, maps_errors
+from functions.api.links import public_path
 from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
@@ -70,7 +71,7 @@ def etag(version: int) -> str:
 def postback_response(postback: Postback, status_code: int = 200, created: bool = False) -> Response:
     headers: dict[str, str | list[str]] = {"ETag": etag(postback.version), "Content-Type": "application/json"}
     if created:
-        headers["Location"] = f"/postbacks/{postback.id}"
+        headers["Location"] = public_path(current_request(), f"/postbacks/{postback.id}")
     return Response(body=PostbackOut.from_domain(postback).model_dump_json(), status_code=status_code, headers=headers)
 
 

@@ -8,17 +8,23 @@ STAGE ?= dev
 
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test unit lint typecheck run demo package cfn-lint deploy bench clean
+.PHONY: install test unit lint typecheck run demo web web-types package cfn-lint deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# The browser tests drive the system's Chromium (Playwright cannot download its own browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install: Chromium is missing at $(CHROMIUM) and apt-get is not available"; exit 2; }
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+install: $(STAMP) $(CHROMIUM)
 
 ## make test: the whole test suite (unit, integration on moto, infrastructure, end-to-end).
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM) web
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 unit: $(STAMP)
@@ -29,9 +35,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check functions app.py
 	$(BIN)/mypy functions app.py
 
-## make run: the whole system locally on a moto server (contract §8). Ctrl-C stops it.
-run: $(STAMP)
+## make run: the whole system locally on a moto server, and the Postbacks page on WEB_PORT (contract §8). Ctrl-C stops it.
+run: $(STAMP) web
 	POSTBACKS_ALLOW_PRIVATE_TARGETS=$${POSTBACKS_ALLOW_PRIVATE_TARGETS-1} $(BIN)/python -m local.stack
+
+## make web: build the Postbacks page (web/dist) when its sources changed (npm ci from the lock file, then the build).
+web: $(STAMP)
+	$(BIN)/python -m local.web_build
+
+## make web-types: regenerate web/openapi.json from the API's code and the page's types from it.
+web-types: $(STAMP)
+	$(BIN)/python -m functions.api.openapi > web/openapi.json
+	$(BIN)/python -m local.web_build
+	cd web && npm run generate
 
 ## make demo: with `make run` going in another terminal, walks through a postback firing.
 demo: $(STAMP)

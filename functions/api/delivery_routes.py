@@ -34,6 +34,7 @@ from functions.api.routes import (
     current_request,
     json_body,
     json_response,
+    known_query,
     query_param,
 )
 from functions.api.schemas import (
@@ -163,6 +164,7 @@ def _present(overrides: Mapping[str, ConversionValue | None]) -> tuple[dict[str,
 def list_deliveries(id: str) -> Response:
     who = caller()
     postback = bootstrap.postback_service().get(who, id)
+    known_query("limit", "cursor")
     limit = parse_limit(query_param("limit"))
     query = {"list": "deliveries", "postback_id": postback.id}
     start_key = decode_cursor(query_param("cursor"), query, PAGE_KEY_ATTRIBUTES, {"postback_id": postback.id})

@@ -25,6 +25,7 @@ from functions.api.schemas import Health, Parameter, ParameterCatalogue, Postbac
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
 from functions.core.placeholders import CATALOGUE
+from functions.core.validation import FieldError, ValidationFailed
 
 JSON_CONTENT_TYPES = ["application/json", "application/merge-patch+json"]
 # Routes that need a token; API Gateway runs the authorizer in front of them when packaged with it.
@@ -62,6 +63,14 @@ def query_param(name: str) -> str | None:
     params = current_request().query_params
     value = params.get(name) if params is not None else None
     return value if isinstance(value, str) else None
+
+
+def known_query(*names: str) -> None:
+    """Refuse query parameters the route does not define (400 naming each), as unknown body fields are."""
+    params = current_request().query_params or {}
+    unknown = [name for name in params if name not in names]
+    if unknown:
+        raise ValidationFailed([FieldError(name, "unknown query parameter") for name in unknown])
 
 
 def etag(version: int) -> str:
@@ -116,6 +125,7 @@ def create_postback() -> Response:
 @maps_errors
 def list_postbacks() -> Response:
     who = caller()
+    known_query("affiliate_id", "offer_id", "limit", "cursor")
     result = bootstrap.postback_service().list(
         who,
         affiliate_id=query_param("affiliate_id"),

@@ -57,6 +57,9 @@ def _needs(field: str, *others: str) -> JsonSchema:
 def create_scope_rules(base: SchemaHook) -> SchemaHook:
     def hook(schema: JsonSchema) -> None:
         base(schema)
+        # Required for admins; an affiliate may leave it out only because the API fills in its own ID,
+        # so the document asks every client for it.
+        schema["required"] = sorted({*schema.get("required", []), "affiliate_id"})
         schema["allOf"] = [
             {
                 "if": _scope_is("offer"),

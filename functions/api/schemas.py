@@ -81,8 +81,10 @@ class PostbackCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=create_scope_rules(_without_null_branches))
 
+    # Documented as required: admins must give it; for affiliates the API defaults it to their own
+    # ID, and their own ID is the only value it accepts from them.
     affiliate_id: AffiliateId | None = Field(
-        default=None, description="Required for admins; an affiliate's own ID (the default) for affiliates"
+        default=None, description="The affiliate it belongs to; an affiliate may give only its own ID"
     )
     scope: ScopeName = "global"
     included_offer_ids: OfferList = Field(default_factory=list)

@@ -139,7 +139,8 @@ export function PostbackForm({
           }),
         );
       } else {
-        const body: PostbackCreate = isAdmin ? { ...definition, affiliate_id: source.trim() } : definition;
+        const owner = isAdmin ? source.trim() : (identity.affiliateId ?? "");
+        const body: PostbackCreate = { ...definition, affiliate_id: owner };
         saved = await unwrap(api.POST("/postbacks", { body }));
       }
       onSaved(saved);

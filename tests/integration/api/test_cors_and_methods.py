@@ -123,3 +123,10 @@ def test_location_is_the_path_the_client_used(client: Api) -> None:
     assert response.status_code == 201
     created = body_of(response)
     assert response.headers["Location"] == f"/postbacks/{created['id']}"
+
+
+@pytest.mark.parametrize("path", ["/postbacks?colour=red", "/postbacks?limit=5&colour=red"])
+def test_an_unknown_query_parameter_is_a_400_naming_it(client: Api, path: str) -> None:
+    response = client.request("GET", path, ADMIN)
+    assert response.status_code == 400
+    assert body_of(response)["errors"] == [{"field": "colour", "message": "unknown query parameter"}]

@@ -78,7 +78,10 @@ def test_no_schema_has_a_default_its_type_refuses() -> None:
             id="offer scope",
         ),
         pytest.param(
-            definition(url="https://t.example.co:8443/a/{affS1}?x={payout}&c={conversionId}#f={cid}"), id="port"
+            definition(
+                affiliate_id="aff-a", url="https://t.example.co:8443/a/{affS1}?x={payout}&c={conversionId}#f={cid}"
+            ),
+            id="port",
         ),
     ],
 )

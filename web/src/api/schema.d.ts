@@ -249,9 +249,9 @@ export interface components {
         PostbackCreate: {
             /**
              * Affiliate Id
-             * @description Required for admins; an affiliate's own ID (the default) for affiliates
+             * @description The affiliate it belongs to; an affiliate may give only its own ID
              */
-            affiliate_id?: string;
+            affiliate_id: string;
             /**
              * Scope
              * @default global

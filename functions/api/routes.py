@@ -67,8 +67,8 @@ def query_param(name: str) -> str | None:
 
 def known_query(*names: str) -> None:
     """Refuse query parameters the route does not define (400 naming each), as unknown body fields are."""
-    params = current_request().query_params or {}
-    unknown = [name for name in params if name not in names]
+    params = current_request().query_params
+    unknown = [name for name in (params.keys() if params is not None else ()) if name not in names]
     if unknown:
         raise ValidationFailed([FieldError(name, "unknown query parameter") for name in unknown])
 

@@ -8,7 +8,7 @@ STAGE ?= dev
 
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test unit lint typecheck run demo web web-types package cfn-lint deploy bench clean
+.PHONY: install test unit lint typecheck run demo web web-types screenshots package cfn-lint deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ run: $(STAMP) web
 web: $(STAMP)
 	$(BIN)/python -m local.web_build
 
+## make screenshots: retake docs/screenshots/*.png (the browser tests, with the screenshots kept).
+screenshots: $(STAMP) $(CHROMIUM) web
+	POSTBACKS_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/browser -k create_a_global
+
 ## make web-types: regenerate web/openapi.json from the API's code and the page's types from it.
 web-types: $(STAMP)
 	$(BIN)/python -m functions.api.openapi > web/openapi.json
@@ -67,7 +71,8 @@ DEPLOY_BUCKET ?=
 CONVERSIONS_STREAM_ARN ?=
 JWT_SECRET_ID ?= postbacks/$(STAGE)/jwt-secret
 ON_CALL_EMAIL ?=
-deploy: package
+CORS_ORIGINS ?=
+deploy: package web
 	@test -n "$(DEPLOY_BUCKET)" || { echo "deploy: set DEPLOY_BUCKET (an S3 bucket for the code)"; exit 2; }
 	@command -v aws >/dev/null || { echo "deploy: the AWS CLI v2 is required"; exit 2; }
 	aws cloudformation package --template-file dist/sam.json --s3-bucket $(DEPLOY_BUCKET) \
@@ -75,8 +80,11 @@ deploy: package
 	aws cloudformation deploy --template-file dist/packaged.json --stack-name postbacks-$(STAGE) \
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 		--parameter-overrides Stage=$(STAGE) ConversionsStreamArn=$(CONVERSIONS_STREAM_ARN) \
-		OnCallEmail=$(ON_CALL_EMAIL) \
+		OnCallEmail=$(ON_CALL_EMAIL) CorsOrigins=$(CORS_ORIGINS) \
 		JwtSecret="$$(aws secretsmanager get-secret-value --secret-id $(JWT_SECRET_ID) --query SecretString --output text)"
+	bucket="$$(aws cloudformation describe-stacks --stack-name postbacks-$(STAGE) \
+		--query "Stacks[0].Outputs[?OutputKey=='PageBucketName'].OutputValue" --output text)" && \
+	aws s3 sync web/dist "s3://$$bucket" --delete --exclude .postbacks-build
 
 ## make bench: the benchmarks (bench/), one table; JSON in bench/results/. See docs/performance.md.
 ## make bench: every benchmark, one table (bench/results/latest.json); builds the package it measures first.

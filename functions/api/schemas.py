@@ -145,6 +145,10 @@ class PostbackOut(BaseModel):
     last_success_at: str | None = Field(description="When a delivery last succeeded")
     consecutive_failures: int = Field(description="Dead-lettered deliveries since the last success")
     last_failure_reason: str | None
+    # Fields of docs/contract.md §5 the API does not return yet go here as they are served, so the
+    # document (and the page's generated types) gain them with the code: `created_by`/`updated_by`
+    # (read-only strings), `delay_seconds` (0-900, also on PostbackCreate/PostbackPatch) and
+    # `host_paused_until` (date-time or null; the page already shows it when present).
 
     @classmethod
     def from_domain(cls, postback: Postback) -> PostbackOut:

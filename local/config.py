@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"
+VITE_DEV_ORIGIN = "http://localhost:5173"
 
 # Defaults `make run` relies on; each applies only where the variable is unset.
 ENVIRONMENT_DEFAULTS: Mapping[str, str] = {
@@ -60,6 +61,7 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
 class LocalConfig:
     moto_port: int = 5000
     api_port: int = 8000
+    web_port: int = 8080
     host: str = HOST
     stream_poll_seconds: float = 0.1
     queue_wait_seconds: int = 1
@@ -74,6 +76,15 @@ class LocalConfig:
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
 
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.host}:{self.web_port}"
+
+    @property
+    def default_cors_origins(self) -> str:
+        """The page's origins (127.0.0.1 and localhost on WEB_PORT) and the Vite dev server's."""
+        return f"{self.web_url},http://localhost:{self.web_port},{VITE_DEV_ORIGIN}"
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> LocalConfig:
         env = os.environ if environ is None else environ
@@ -81,6 +92,7 @@ class LocalConfig:
         return cls(
             moto_port=_port(env, "MOTO_PORT", 5000),
             api_port=_port(env, "API_PORT", 8000),
+            web_port=_port(env, "WEB_PORT", 8080),
             stream_poll_seconds=_positive_float(env, "LOCAL_STREAM_POLL_SECONDS", 0.1),
             queue_wait_seconds=int(_positive_float(env, "LOCAL_QUEUE_WAIT_SECONDS", 1)),
             queue_pollers=max(1, pollers),
@@ -88,9 +100,14 @@ class LocalConfig:
         )
 
 
-def apply_environment_defaults(environ: os._Environ[str] | dict[str, str], moto_url: str) -> None:
+def apply_environment_defaults(
+    environ: os._Environ[str] | dict[str, str], moto_url: str, cors_origins: str | None = None
+) -> None:
     """Fill in the stack's defaults where unset, and point every AWS client of this process at moto."""
-    for name, value in ENVIRONMENT_DEFAULTS.items():
+    defaults = dict(ENVIRONMENT_DEFAULTS)
+    if cors_origins is not None:
+        defaults["POSTBACKS_CORS_ORIGINS"] = cors_origins
+    for name, value in defaults.items():
         if not (environ.get(name) or "").strip():
             environ[name] = value
     environ["AWS_ENDPOINT_URL"] = moto_url

@@ -5,12 +5,16 @@
    clients point at it.
 2. The tables and queues of `infrastructure/template.json`, created through
    `infrastructure.resources` (the same definitions as the AWS stack).
-3. The API on 127.0.0.1:API_PORT (default 8000), served by Chalice's local server.
+3. The API on 127.0.0.1:API_PORT (default 8000), served by Chalice's local server
+   (`local.api_server`), and the Postbacks page (web/dist, built by `make run` through
+   `local.web_build`) with its runtime config on 127.0.0.1:WEB_PORT (default 8080)
+   (`local.web_server`). POSTBACKS_CORS_ORIGINS defaults to the page's origins and Vite's dev server.
 4. Two pollers standing in for Lambda's event source mappings, configured from the template:
    conversions stream -> the evaluator, deliveries queue -> the sender, each invoked by its
    handler string as Lambda invokes it.
 
-It prints an admin token, then `ready` on a line of its own once moto, the API and both pollers
+It prints an admin token, the page's `Web: http://127.0.0.1:<WEB_PORT>/#token=<token>` link, then
+`ready` on a line of its own once moto, the API, the page's server and both pollers
 answer. SIGINT (Ctrl-C) and SIGTERM stop the pollers and servers and exit 0.
 """
 
@@ -91,22 +95,24 @@ class RunningStack:
     api_server: Any
     api_thread: threading.Thread
     pollers: list[Any]
+    web: Any
 
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stop()
+        self.web.stop()
         self.api_server.shutdown()
         self.api_thread.join(5)
         self.moto.stop()
 
 
 def start(config: LocalConfig) -> RunningStack:
-    for name, port in (("MOTO_PORT", config.moto_port), ("API_PORT", config.api_port)):
+    for name, port in (("MOTO_PORT", config.moto_port), ("API_PORT", config.api_port), ("WEB_PORT", config.web_port)):
         if not _port_is_free(config.host, port):
             raise StackError(f"{name}={port}: {config.host}:{port} is already in use")
 
     # Before anything creates a client or imports a pynamodb model.
-    apply_environment_defaults(os.environ, config.moto_url)
+    apply_environment_defaults(os.environ, config.moto_url, config.default_cors_origins)
     for noisy in ("werkzeug", "botocore", "pynamodb"):
         logging.getLogger(noisy).setLevel(logging.WARNING if noisy != "werkzeug" else logging.ERROR)
 
@@ -160,9 +166,9 @@ def start(config: LocalConfig) -> RunningStack:
 
     from chalice.app import DynamoDBEventConfig, SQSEventConfig
     from chalice.config import Config
-    from chalice.local import create_local_server
     from chalice.utils import to_cfn_resource_name
 
+    from local.api_server import create_api_server
     from local.lambda_runtime import LocalFunction
     from local.pollers import QueueMapping, QueuePoller, StreamMapping, StreamPoller
 
@@ -177,11 +183,18 @@ def start(config: LocalConfig) -> RunningStack:
         config_from_disk=disk_config,
         default_params={"api_gateway_stage": "api", "autogen_policy": False},
     )
-    api_server = create_local_server(chalice_app, chalice_config, config.host, config.api_port)
+    api_server = create_api_server(chalice_app, chalice_config, config.host, config.api_port)
     api_server.server.daemon_threads = True  # idle keep-alive connections must not hold up the exit
     api_thread = threading.Thread(target=api_server.server.serve_forever, name="api", daemon=True)
     api_thread.start()
     logger.info("API on %s", config.api_url)
+    logger.info("POSTBACKS_CORS_ORIGINS: %s", ", ".join(sorted(settings.cors_origins)) or "none")
+
+    from local.web_server import WebServer
+
+    web = WebServer(config.host, config.web_port, config.api_url)
+    web.start()
+    logger.info("the Postbacks page on %s (web/dist)", config.web_url)
 
     pollers: list[Any] = []
     for source in chalice_app.event_sources:
@@ -220,7 +233,7 @@ def start(config: LocalConfig) -> RunningStack:
         raise StackError(f"expected a stream and a queue handler in app.py, found {len(pollers)} event sources")
     for poller in pollers:
         poller.start()
-    return RunningStack(moto=moto, api_server=api_server, api_thread=api_thread, pollers=pollers)
+    return RunningStack(moto=moto, api_server=api_server, api_thread=api_thread, pollers=pollers, web=web)
 
 
 def wait_until_ready(config: LocalConfig, stack: RunningStack, timeout: float = READY_TIMEOUT_SECONDS) -> None:
@@ -228,6 +241,7 @@ def wait_until_ready(config: LocalConfig, stack: RunningStack, timeout: float = 
     checks: dict[str, Callable[[], bool]] = {
         "moto": lambda: _http_ok(f"{config.moto_url}/moto-api/data.json"),
         "api": lambda: _http_ok(f"{config.api_url}/health"),
+        "web": lambda: _http_ok(f"{config.web_url}/config.json"),
         "pollers": lambda: all(p.ready.is_set() and p.is_alive() for p in stack.pollers),
     }
     pending = dict(checks)
@@ -276,6 +290,7 @@ def main() -> int:
         print(f"AWS endpoint: {config.moto_url} (region us-east-1, credentials 'testing')", flush=True)
         print(f"Admin token (12 h): {token}", flush=True)
         print(f"  curl -H 'Authorization: Bearer {token}' {config.api_url}/postbacks", flush=True)
+        print(f"Web: {config.web_url}/#token={token}", flush=True)
         print("ready", flush=True)
         while not stop.is_set():
             stop.wait(0.5)

@@ -17,9 +17,9 @@ from tests.e2e.harness import READY_TIMEOUT, Stack, aws_client, free_port, stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    moto_port, api_port = free_port(), free_port()
+    moto_port, api_port, web_port = free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("stack") / "stack.log"
-    process = start_stack(stack_environment(moto_port, api_port), log_path)
+    process = start_stack(stack_environment(moto_port, api_port, web_port), log_path)
     try:
         process.wait_for_line("ready", READY_TIMEOUT)
         token_line = next(line for line in process.lines if line.startswith("Admin token"))
@@ -33,6 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             sqs=aws_client("sqs", moto_url),
             log_path=log_path,
             output=process.lines,
+            web_url=f"http://127.0.0.1:{web_port}",
         )
     finally:
         process.stop()

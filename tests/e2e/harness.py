@@ -29,12 +29,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stack_environment(moto_port: int, api_port: int, **overrides: str) -> dict[str, str]:
+def stack_environment(moto_port: int, api_port: int, web_port: int | None = None, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POSTBACKS_"))}
     env.update(
         {
             "MOTO_PORT": str(moto_port),
             "API_PORT": str(api_port),
+            "WEB_PORT": str(web_port if web_port is not None else free_port()),
             "POSTBACKS_STAGE": "local",
             "POSTBACKS_LOCAL_MODE": "1",
             "POSTBACKS_ALLOW_PRIVATE_TARGETS": "1",
@@ -104,6 +105,7 @@ class Stack:
     # Where the stack's stderr (its log) goes, and the lines it printed on stdout.
     log_path: Path | None = None
     output: list[str] | None = None
+    web_url: str = ""
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None, **headers: str) -> requests.Response:
         return requests.request(

@@ -19,7 +19,6 @@ from tests.support.api_client import ADMIN, AFF_A, AFF_B, Api, auth, body_of, de
 __all__ = ["ADMIN", "AFF_A", "AFF_B", "Api", "auth", "body_of", "client", "definition", "token"]
 
 
-
 @pytest.fixture
 def client() -> Iterator[Api]:
     with mock_aws():

@@ -458,7 +458,7 @@ def test_delete_then_get_is_not_found(client: Api) -> None:
 def test_method_not_allowed_is_a_problem_with_allow(client: Api) -> None:
     response = client.request("PUT", "/postbacks", AFF_A, definition())
     assert_problem(response, 405)
-    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST", "OPTIONS"}
 
 
 def test_an_unexpected_error_is_a_500_problem_without_internals(client: Api, monkeypatch: pytest.MonkeyPatch) -> None:

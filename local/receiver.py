@@ -35,6 +35,13 @@ class ReceivedRequest:
         return {key: values[0] for key, values in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
 
 
+
+class _BackloggedServer(ThreadingHTTPServer):
+    """A listen backlog for bursts: the sender opens up to 50 connections at once, and refused
+    connections would count as failures of the host (and could pause it, docs/sender.md)."""
+
+    request_queue_size = 128
+
 class Receiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._requests: list[ReceivedRequest] = []
@@ -59,7 +66,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server = _BackloggedServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True)
 

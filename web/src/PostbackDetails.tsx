@@ -1,8 +1,9 @@
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, unwrap, type Api, type Postback, type TestFireResult } from "./api/client";
 import { DeliveryLog } from "./DeliveryLog";
-import { formatTime, healthOf, scopeText } from "./format";
+import { delayText, formatTime, healthOf, scopeText } from "./format";
 import { Chips } from "./PostbacksPage";
+import { SigningSecret } from "./SigningSecret";
 
 export function PostbackDetails({
   api,
@@ -114,6 +115,8 @@ export function PostbackDetails({
         <dd>
           <code className="wrap">{postback.url}</code>
         </dd>
+        <dt>Delay</dt>
+        <dd>{delayText(postback.delay_seconds)}</dd>
         <dt>Health</dt>
         <dd>
           <span className={`badge ${health.tone}`}>{health.label}</span> <span className="muted">{health.detail}</span>
@@ -121,9 +124,14 @@ export function PostbackDetails({
             <div className="muted">Host paused until {formatTime(postback.host_paused_until)}</div>
           )}
         </dd>
+        <dt>Created</dt>
+        <dd>
+          {formatTime(postback.created_at)} <span className="muted">by {postback.created_by ?? "—"}</span>
+        </dd>
         <dt>Updated</dt>
         <dd>
-          {formatTime(postback.updated_at)} <span className="muted">(version {postback.version})</span>
+          {formatTime(postback.updated_at)} <span className="muted">by {postback.updated_by ?? "—"}</span>{" "}
+          <span className="muted">(version {postback.version})</span>
         </dd>
       </dl>
       <div className="actions">
@@ -177,6 +185,7 @@ export function PostbackDetails({
           </section>
         )}
       </div>
+      <SigningSecret api={api} id={postback.id} onUnauthorized={onUnauthorized} />
       <DeliveryLog key={logVersion} api={api} id={postback.id} onUnauthorized={onUnauthorized} />
     </div>
   );

@@ -10,6 +10,7 @@ import {
   type PostbackPatch,
 } from "./api/client";
 import type { Identity } from "./auth";
+import { signatureProblem } from "./format";
 import { TagInput } from "./TagInput";
 
 type Scope = "global" | "offer";
@@ -23,7 +24,9 @@ const FIELD_OF: Record<string, string> = {
   conversion_statuses: "statuses",
   url: "url",
   enabled: "enabled",
+  delay_seconds: "delay",
 };
+const MAX_DELAY_SECONDS = 900;
 
 export function PostbackForm({
   api,
@@ -57,6 +60,7 @@ export function PostbackForm({
   const [chosen, setChosen] = useState<string[]>(existing?.conversion_statuses ?? []);
   const [url, setUrl] = useState(existing?.url ?? "");
   const [enabled, setEnabled] = useState(existing?.enabled ?? true);
+  const [delay, setDelay] = useState(String(existing?.delay_seconds ?? 0));
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [formError, setFormError] = useState<string | null>(null);
   const [stale, setStale] = useState(false);
@@ -71,6 +75,7 @@ export function PostbackForm({
     setChosen(postback.conversion_statuses);
     setUrl(postback.url);
     setEnabled(postback.enabled);
+    setDelay(String(postback.delay_seconds));
     setErrors({});
     setFormError(null);
     setStale(false);
@@ -123,6 +128,8 @@ export function PostbackForm({
       conversion_statuses: chosen as ConversionStatus[],
       url: url.trim(),
       enabled,
+      // Empty means the default, 0; anything else goes as typed and the API judges it.
+      delay_seconds: delay.trim() === "" ? 0 : Number(delay),
     };
     setSaving(true);
     setErrors({});
@@ -168,6 +175,10 @@ export function PostbackForm({
 
   const errorProps = (field: string) =>
     errors[field] ? { "aria-invalid": "true" as const, "aria-describedby": `error-${field}` } : {};
+  const signatureHint = signatureProblem(url.trim());
+  const urlDescription = ["url-hint", signatureHint ? "signature-hint" : "", errors.url ? "error-url" : ""]
+    .filter(Boolean)
+    .join(" ");
   const errorText = (field: string) =>
     errors[field] ? (
       <p id={`error-${field}`} className="field-error">
@@ -288,12 +299,17 @@ export function PostbackForm({
           value={url}
           onChange={(event) => setUrl(event.target.value)}
           aria-invalid={errors.url ? "true" : undefined}
-          aria-describedby={errors.url ? "url-hint error-url" : "url-hint"}
+          aria-describedby={urlDescription}
           placeholder="https://tracker.example/cb?click={affS1}"
           spellCheck={false}
           autoComplete="off"
           className="mono"
         />
+        {signatureHint && (
+          <p id="signature-hint" className="hint warn-text">
+            {signatureHint}
+          </p>
+        )}
         {errorText("url")}
         <div className="placeholders" role="group" aria-label="Placeholders">
           {parameters.map((parameter) => (
@@ -317,6 +333,26 @@ export function PostbackForm({
           </span>{" "}
           Restricted placeholder: usable by admins, and by affiliates only where the network allows it.
         </p>
+      </div>
+      <div className="field">
+        <label htmlFor="delay">Delay (seconds)</label>
+        <p className="hint" id="delay-hint">
+          The first attempt is sent no earlier than this after the match: 0 to {MAX_DELAY_SECONDS} seconds.
+        </p>
+        <input
+          id="delay"
+          type="number"
+          inputMode="numeric"
+          min={0}
+          max={MAX_DELAY_SECONDS}
+          step={1}
+          value={delay}
+          onChange={(event) => setDelay(event.target.value)}
+          aria-invalid={errors.delay ? "true" : undefined}
+          aria-describedby={errors.delay ? "delay-hint error-delay" : "delay-hint"}
+          className="number"
+        />
+        {errorText("delay")}
       </div>
       <label className="choice">
         <input type="checkbox" checked={enabled} onChange={(event) => setEnabled(event.target.checked)} />

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { ApiError, unwrap, type Api, type Parameter, type Postback } from "./api/client";
 import type { Identity } from "./auth";
-import { healthOf, scopeText } from "./format";
+import { formatTime, healthOf, scopeText } from "./format";
 import { PostbackDetails } from "./PostbackDetails";
 import { PostbackForm } from "./PostbackForm";
 import { SidePanel } from "./SidePanel";
@@ -217,6 +217,7 @@ export function PostbacksPage({
                   <th scope="col">Conversion statuses</th>
                   <th scope="col">URL</th>
                   <th scope="col">Health</th>
+                  <th scope="col">Changed by</th>
                 </tr>
               </thead>
               <tbody>
@@ -247,7 +248,15 @@ export function PostbacksPage({
                           {health.label}
                         </span>
                         {postback.host_paused_until && (
-                          <span className="badge warn paused">Host paused until {postback.host_paused_until}</span>
+                          <span className="badge warn paused">
+                            Host paused until {formatTime(postback.host_paused_until)}
+                          </span>
+                        )}
+                      </td>
+                      <td className="people">
+                        <div>created by {postback.created_by ?? "—"}</div>
+                        {postback.version > 1 && (
+                          <div className="muted">updated by {postback.updated_by ?? "—"}</div>
                         )}
                       </td>
                     </tr>

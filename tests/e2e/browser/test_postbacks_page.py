@@ -163,3 +163,99 @@ def test_an_affiliate_sees_only_its_own_postbacks_and_no_source(web: Stack, new_
     expect(page.get_by_label("Affiliate", exact=True)).to_have_count(0)
     _open_create_form(page)
     expect(page.get_by_label("Source", exact=True)).to_have_count(0)
+
+
+def _open_details_of(page: Page, affiliate: str) -> Any:
+    page.get_by_label("Affiliate", exact=True).fill(affiliate)
+    page.get_by_role("button", name="Apply filters").click()
+    page.get_by_role("button", name=re.compile(r"^Open postback ")).click()
+    return page.get_by_role("dialog", name="Postback details")
+
+
+def test_show_the_signing_secret_and_rotate_it(admin_page: Page, web: Stack) -> None:
+    page, affiliate = admin_page, readable_affiliate()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    created = web.create_postback(affiliate, "https://tracker.example.com/cb?ts={timestamp}&sig={signature}")
+    secret_url = f"/postbacks/{created['id']}/signing-secret"
+    details = _open_details_of(page, affiliate)
+    section = details.get_by_role("region", name="Signing secret")
+    expect(section.get_by_role("textbox", name="Signing secret")).to_have_count(0)  # not fetched until asked
+
+    section.get_by_role("button", name="Show signing secret").click()
+    field = section.get_by_role("textbox", name="Signing secret")
+    expect(field).to_have_value(re.compile(r"^pbsec_"))
+    expect(field).to_have_attribute("readonly", "")
+    first = field.input_value()
+    assert first == web.api("GET", secret_url).json()["secret"]
+    expect(section.get_by_role("button", name="Copy")).to_be_visible()
+
+    section.get_by_role("button", name="Rotate signing secret").click()
+    confirm = page.get_by_role("alertdialog", name="Rotate the signing secret?")
+    expect(confirm).to_contain_text("signed with the new secret")
+    expect(confirm).to_contain_text("accept either for a while")
+    assert axe_violations(page) == []
+    confirm.get_by_role("button", name="Keep the current secret").click()
+    assert web.api("GET", secret_url).json()["secret"] == first
+    section.get_by_role("button", name="Rotate signing secret").click()
+    page.get_by_role("alertdialog").get_by_role("button", name="Yes, rotate").click()
+    expect(section.get_by_role("status")).to_contain_text("rotated")
+    expect(field).not_to_have_value(first)
+    rotated = field.input_value()
+    assert rotated.startswith("pbsec_")
+    assert rotated == web.api("GET", secret_url).json()["secret"]
+
+    # Hidden again on Hide and on close; never stored or logged.
+    section.get_by_role("button", name="Hide signing secret").click()
+    expect(field).to_have_count(0)
+    section.get_by_role("button", name="Show signing secret").click()
+    expect(field).to_have_value(rotated)
+    page.get_by_role("button", name="Close").click()
+    page.get_by_role("button", name=re.compile(r"^Open postback ")).click()
+    expect(page.get_by_role("button", name="Show signing secret")).to_be_visible()
+    expect(page.get_by_role("textbox", name="Signing secret")).to_have_count(0)
+    assert page.evaluate("() => Object.keys(sessionStorage)") == ["postbacks.token"]
+    assert page.evaluate("() => localStorage.length") == 0
+    assert not [text for text in console if first in text or rotated in text]
+
+
+def test_the_delay_round_trips_and_a_misplaced_signature_is_hinted(admin_page: Page, web: Stack) -> None:
+    page, affiliate = admin_page, readable_affiliate()
+    _open_create_form(page)
+    page.get_by_label("Source", exact=True).fill(affiliate)
+    _add_tag(page, "Conversion types", "sale")
+    page.get_by_role("checkbox", name="approved", exact=True).check()
+    delay = page.get_by_label("Delay (seconds)", exact=True)
+    expect(delay).to_have_value("0")
+    expect(delay).to_have_accessible_description(re.compile("no earlier than this after the match"))
+    url = page.get_by_label("URL", exact=True)
+    url.fill("https://tracker.example.com/cb?sig=")
+    url.press("End")
+    page.get_by_role("button", name="{signature}", exact=True).click()
+    url.press("End")
+    url.press_sequentially("&ts=")
+    page.get_by_role("button", name="{timestamp}", exact=True).click()
+    expect(url).to_have_value("https://tracker.example.com/cb?sig={signature}&ts={timestamp}")
+    expect(url).to_have_accessible_description(re.compile("at the very end of the URL"))
+    delay.fill("901")
+    page.get_by_role("button", name="Save").click()
+
+    # The API refuses both, and says so at each field.
+    for field in (url, delay):
+        expect(field).to_have_attribute("aria-invalid", "true")
+    expect(delay).to_have_accessible_description(re.compile("900"))
+    expect(url).to_have_accessible_description(re.compile("final query parameter"))
+    assert axe_violations(page) == []
+
+    url.fill("https://tracker.example.com/cb?ts={timestamp}&sig={signature}")
+    expect(page.locator("#signature-hint")).to_have_count(0)
+    delay.fill("30")
+    page.get_by_role("button", name="Save").click()
+    details = page.get_by_role("dialog", name="Postback details")
+    expect(details).to_contain_text("30 s after the match")
+    expect(details).to_contain_text("by local-admin")
+    (saved,) = web.api("GET", f"/postbacks?affiliate_id={affiliate}").json()["items"]
+    assert saved["delay_seconds"] == 30
+    assert saved["created_by"] == saved["updated_by"] == "local-admin"
+    details.get_by_role("button", name="Edit").click()
+    expect(page.get_by_label("Delay (seconds)", exact=True)).to_have_value("30")

@@ -2,10 +2,7 @@
 import createClient, { type Middleware } from "openapi-fetch";
 import type { components, paths } from "./schema";
 
-export type Postback = components["schemas"]["PostbackOut"] & {
-  // Shown when the API reports it (tracker protection pauses a failing host).
-  host_paused_until?: string | null;
-};
+export type Postback = components["schemas"]["PostbackOut"];
 export type PostbackCreate = components["schemas"]["PostbackCreate"];
 export type PostbackPatch = components["schemas"]["PostbackPatch"];
 export type Delivery = components["schemas"]["DeliveryOut"];

@@ -135,6 +135,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/postbacks/{id}/signing-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Postback ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** The postback's signing secret (owner or admin) */
+        get: operations["getSigningSecret"];
+        put?: never;
+        /** Rotate the signing secret: GETs sent from now on are signed with the new one */
+        post: operations["rotateSigningSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -205,6 +226,18 @@ export interface components {
              * @default false
              */
             test: boolean;
+            /**
+             * Host Paused Until
+             * @description The last host pause this delivery waited for (no GET, no attempt spent)
+             * @default null
+             */
+            host_paused_until: string | null;
+            /**
+             * Host Pause Waits
+             * @description How many times it waited for its host's pause
+             * @default 0
+             */
+            host_pause_waits: number;
         };
         /** FieldProblem */
         FieldProblem: {
@@ -277,6 +310,12 @@ export interface components {
              * @default true
              */
             enabled: boolean;
+            /**
+             * Delay Seconds
+             * @description Seconds the first attempt waits after the match (0-900)
+             * @default 0
+             */
+            delay_seconds: number;
         } & unknown;
         /** PostbackList */
         PostbackList: {
@@ -315,6 +354,11 @@ export interface components {
             /** Enabled */
             enabled: boolean;
             /**
+             * Delay Seconds
+             * @description Seconds the first attempt waits after the match (0-900)
+             */
+            delay_seconds: number;
+            /**
              * Created At
              * @description ISO 8601 UTC
              */
@@ -351,6 +395,12 @@ export interface components {
             consecutive_failures: number;
             /** Last Failure Reason */
             last_failure_reason: string | null;
+            /**
+             * Host Paused Until
+             * @description Until when the postback's host is paused after repeated failures (ISO 8601 UTC); null if not
+             * @default null
+             */
+            host_paused_until: string | null;
         };
         /**
          * PostbackPatch
@@ -385,6 +435,11 @@ export interface components {
             url?: string;
             /** Enabled */
             enabled?: boolean;
+            /**
+             * Delay Seconds
+             * @description Seconds the first attempt waits after the match (0-900)
+             */
+            delay_seconds?: number;
         } & (unknown & unknown & unknown & unknown);
         /**
          * Problem
@@ -404,6 +459,17 @@ export interface components {
              * @description Validation errors (400 only): every bad field
              */
             errors?: components["schemas"]["FieldProblem"][];
+        };
+        /**
+         * SigningSecretOut
+         * @description GET and POST /postbacks/{id}/signing-secret: the postback's signing secret (docs/receiving.md).
+         */
+        SigningSecretOut: {
+            /**
+             * Secret
+             * @description HMAC-SHA256 key of the postback's `{signature}`: `pbsec_` and 32 random bytes, base64url
+             */
+            secret: string;
         };
         /**
          * TestConversion
@@ -1318,6 +1384,130 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getSigningSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Postback ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secret (Cache-Control: no-store) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SigningSecretOut"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such postback, or another affiliate's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The path does not support this method */
+            405: {
+                headers: {
+                    /** @description The methods this path supports */
+                    Allow?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotateSigningSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Postback ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new secret (Cache-Control: no-store) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SigningSecretOut"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such postback, or another affiliate's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The path does not support this method */
+            405: {
+                headers: {
+                    /** @description The methods this path supports */
+                    Allow?: string;
                     [name: string]: unknown;
                 };
                 content: {

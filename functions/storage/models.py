@@ -108,7 +108,7 @@ class PostbackModel(Model):
 
 
 class AttemptMap(MapAttribute[str, Any]):
-    """One attempt of a delivery, as logged on the delivery record (design.md, Sender)."""
+    """One attempt of a delivery, as logged on the delivery record (docs/sender.md)."""
 
     number = NumberAttribute()
     at = UnicodeAttribute()

@@ -1,4 +1,4 @@
-"""CORS for browser clients (contract §5): the origins of `POSTBACKS_CORS_ORIGINS`, nobody else.
+"""CORS for browser clients (docs/contract.md §5): the origins of `POSTBACKS_CORS_ORIGINS`, nobody else.
 
 - `cors_headers` / `preflight_headers`: pure functions from the request's `Origin` and the allowed
   origins to the response headers. An origin not in the list (or no `Origin` at all) gets no

@@ -1,4 +1,4 @@
-"""Every method on every path gets an answer from the app: preflights and 405 problems (contract §5).
+"""Every method on every path gets an answer from the app: preflights and 405 problems (docs/contract.md §5).
 
 `complete_routes(app)` runs once in `app.py`, after the blueprints are registered. For each path
 of the API it adds, without an authorizer:

@@ -1,4 +1,4 @@
-"""HTTP routes of the postbacks API (contract §5), registered on the `api` blueprint.
+"""HTTP routes of the postbacks API (docs/contract.md §5), registered on the `api` blueprint.
 
 Trigger: API Gateway (REST) → the API Lambda (`app.app`), or `chalice local` / the test client.
 Each route parses the request, authenticates the caller, calls `PostbackService` and maps the

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (contract §5), as pydantic models.
+"""Request and response bodies of the HTTP API (docs/contract.md §5), as pydantic models.
 
 One source for two things: request parsing (JSON types, required fields, unknown fields) and the
 OpenAPI document (`functions.api.openapi`). Value rules (formats, scope consistency, the URL and
@@ -308,7 +308,7 @@ Timestamp = Annotated[
 
 
 class TestConversion(Schema):
-    """POST /postbacks/{id}/test: attributes of the conversion record (contract §3) to use instead of the sample's."""
+    """POST /postbacks/{id}/test: attributes of the conversion record (docs/contract.md §3) instead of the sample's."""
 
     model_config = ConfigDict(extra="forbid")
 

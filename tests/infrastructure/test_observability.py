@@ -160,7 +160,7 @@ def test_the_main_queue_backlog_alarms_above_the_longest_delay_a_postback_may_as
     assert _dimensions(props) == {"QueueName": {"Fn::GetAtt": ["DeliveriesQueue", "QueueName"]}}
     assert props["Threshold"] == {"Ref": "DeliveriesQueueAgeAlarmSeconds"}
     parameter = TEMPLATE["Parameters"]["DeliveriesQueueAgeAlarmSeconds"]
-    max_delay_seconds = 900  # contract §5: delay_seconds 0-900 (SQS DelaySeconds)
+    max_delay_seconds = 900  # docs/contract.md §5: delay_seconds 0-900 (SQS DelaySeconds)
     assert parameter["MinValue"] > max_delay_seconds and parameter["Default"] >= parameter["MinValue"]
 
 

@@ -213,7 +213,8 @@ def test_slow_drip_body_is_cut_at_the_total_deadline(receiver: Receiver) -> None
     elapsed = time.monotonic() - started
     assert outcome.error == HttpErrorCode.DEADLINE_EXCEEDED
     assert outcome.status_code == 200
-    assert elapsed < 1.3
+    # The body would take 50 s; anything near the 0.8 s deadline shows the cut (slack for a busy machine).
+    assert elapsed < 5.0
 
 
 def test_large_body_is_read_only_up_to_the_limit(receiver: Receiver) -> None:

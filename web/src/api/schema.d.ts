@@ -473,7 +473,7 @@ export interface components {
         };
         /**
          * TestConversion
-         * @description POST /postbacks/{id}/test: attributes of the conversion record (contract §3) to use instead of the sample's.
+         * @description POST /postbacks/{id}/test: attributes of the conversion record (docs/contract.md §3) instead of the sample's.
          */
         TestConversion: {
             /** Conversion Id */

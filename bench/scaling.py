@@ -133,6 +133,7 @@ def simulate(costs: Costs, config: Config, rate: float = RATE, duration: int = D
     created_at: list[float] = []  # cumulative deliveries created by the end of each second
     sent_at: list[float] = []
     peak = dict.fromkeys(("age", "queue", "table", "hot", "eval", "send", "sqs"), 0.0)
+    oldest = 0  # the second the oldest record not yet evaluated was written
     second = 0
     while second < MAX_SECONDS:
         if second < duration:
@@ -158,7 +159,10 @@ def simulate(costs: Costs, config: Config, rate: float = RATE, duration: int = D
         sent_total += sent
         sent_at.append(sent_total)
         backlog = written - evaluated
-        peak["age"] = max(peak["age"], _age(arrivals, evaluated, second))
+        while oldest <= second and arrivals[oldest] <= evaluated + 0.5:
+            oldest += 1
+        if oldest <= second:
+            peak["age"] = max(peak["age"], float(second - oldest + 1))
         peak["queue"] = max(peak["queue"], queued_hot + queued_rest)
         table_units = costs.table_write_units_per_delivery
         peak["table"] = max(peak["table"], (created + 2 * sent) * table_units / 3)
@@ -187,14 +191,6 @@ def simulate(costs: Costs, config: Config, rate: float = RATE, duration: int = D
         rules_version_reads_per_second=min(evaluator_capacity, rate) / EVALUATOR_BATCH,
         peak_sqs_requests_per_second=peak["sqs"],
     )
-
-
-def _age(arrivals: Sequence[float], evaluated: float, now: int) -> float:
-    """Seconds since the oldest record not yet evaluated was written (the stream's iterator age)."""
-    for second, total in enumerate(arrivals):
-        if total > evaluated + 0.5:
-            return float(now - second + 1)
-    return 0.0
 
 
 def _delay_percentile(created: Sequence[float], sent: Sequence[float], q: float) -> float:

@@ -35,12 +35,12 @@ class ReceivedRequest:
         return {key: values[0] for key, values in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
 
 
-
 class _BackloggedServer(ThreadingHTTPServer):
     """A listen backlog for bursts: the sender opens up to 50 connections at once, and refused
     connections would count as failures of the host (and could pause it, docs/sender.md)."""
 
     request_queue_size = 128
+
 
 class Receiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -41,6 +41,7 @@ BEHAVIOURS = (
     (Behaviour.TIMEOUTS, 9),
     (Behaviour.SLOW, 9),
     (Behaviour.THROTTLING, 9),
+    (Behaviour.MAINTENANCE, 5),
     (Behaviour.GONE, 8),
     (Behaviour.DOWN, 11),
 )

@@ -26,6 +26,7 @@ class Behaviour(StrEnum):
     TIMEOUTS = "timeouts"  # read timeout twice, then 200
     SLOW = "slow"  # 200 after 8 s
     THROTTLING = "throttling"  # 429 with Retry-After: 600 once, then 200
+    MAINTENANCE = "maintenance"  # 503 with Retry-After: 43200 (12 h, SQS's visibility limit) once, then 200
     GONE = "gone"  # 410 (terminal: dead-lettered), also after a redrive
     DOWN = "down"  # 503 until the on-call engineer's redrive (past the 72 h schedule), then 200
 
@@ -107,6 +108,8 @@ class SimulatedTrackers:
             return Response(None, error="read_timeout", duration_ms=10_000, resolved_address="192.0.2.10")
         if behaviour is Behaviour.THROTTLING and earlier < 1:
             return Response(429, headers={"Retry-After": "600"})
+        if behaviour is Behaviour.MAINTENANCE and earlier < 1:
+            return Response(503, headers={"Retry-After": "43200"})
         if behaviour is Behaviour.GONE:
             return Response(410, body_excerpt=b"gone")
         if behaviour is Behaviour.DOWN and not self.healed:

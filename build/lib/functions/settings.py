@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ MIN_JWT_SECRET_BYTES = 32
 MIN_URL_BYTES = 2048
 MAX_URL_BYTES = 16384
 MAX_ATTEMPTS_LIMIT = 30
+ORIGIN_PATTERN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -124,6 +126,21 @@ def parse_ports(raw: str) -> frozenset[int]:
     return frozenset(ports)
 
 
+def parse_cors_origins(raw: str) -> frozenset[str]:
+    """`POSTBACKS_CORS_ORIGINS`: comma-separated origins (`scheme://host[:port]`), compared exactly."""
+    origins: set[str] = set()
+    for part in raw.split(","):
+        origin = part.strip().rstrip("/")
+        if not origin:
+            continue
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise SettingsError(
+                f"POSTBACKS_CORS_ORIGINS: {part.strip()!r} is not an origin like https://app.example:8443"
+            )
+        origins.add(origin.lower())
+    return frozenset(origins)
+
+
 def parse_name_list(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
@@ -154,6 +171,8 @@ class Settings:
     allowed_ports: frozenset[int] = frozenset({80, 443, 8080, 8443})
     # Restricted placeholders affiliates may use (`*` for all of them).
     affiliate_restricted_placeholders: frozenset[str] = frozenset()
+    # Browser origins that get CORS headers (exact match, lower case).
+    cors_origins: frozenset[str] = frozenset()
     # Limits.
     max_postbacks_per_affiliate: int = 100
     max_offers_per_postback: int = 500
@@ -229,6 +248,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         allow_private_targets=parse_private_targets(private_targets),
         allowed_ports=parse_ports(_env(env, "POSTBACKS_ALLOWED_PORTS", "80,443,8080,8443")),
         affiliate_restricted_placeholders=parse_name_list(restricted),
+        cors_origins=parse_cors_origins(_env(env, "POSTBACKS_CORS_ORIGINS", "")),
         max_postbacks_per_affiliate=_int(env, "POSTBACKS_MAX_POSTBACKS_PER_AFFILIATE", 100, 1),
         max_offers_per_postback=_int(env, "POSTBACKS_MAX_OFFERS_PER_POSTBACK", 500, 1),
         rules_cache_seconds=_float(env, "POSTBACKS_RULES_CACHE_SECONDS", 5.0),

@@ -194,6 +194,7 @@ def test_show_the_signing_secret_and_rotate_it(admin_page: Page, web: Stack) -> 
     confirm = page.get_by_role("alertdialog", name="Rotate the signing secret?")
     expect(confirm).to_contain_text("signed with the new secret")
     expect(confirm).to_contain_text("accept either for a while")
+    page.get_by_role("dialog").screenshot(path="/tmp/wave-web-signing.png")
     assert axe_violations(page) == []
     confirm.get_by_role("button", name="Keep the current secret").click()
     assert web.api("GET", secret_url).json()["secret"] == first
@@ -245,6 +246,7 @@ def test_the_delay_round_trips_and_a_misplaced_signature_is_hinted(admin_page: P
         expect(field).to_have_attribute("aria-invalid", "true")
     expect(delay).to_have_accessible_description(re.compile("900"))
     expect(url).to_have_accessible_description(re.compile("final query parameter"))
+    page.get_by_role("dialog").screenshot(path="/tmp/wave-web-errors.png")
     assert axe_violations(page) == []
 
     url.fill("https://tracker.example.com/cb?ts={timestamp}&sig={signature}")
@@ -259,3 +261,4 @@ def test_the_delay_round_trips_and_a_misplaced_signature_is_hinted(admin_page: P
     assert saved["created_by"] == saved["updated_by"] == "local-admin"
     details.get_by_role("button", name="Edit").click()
     expect(page.get_by_label("Delay (seconds)", exact=True)).to_have_value("30")
+    page.get_by_role("dialog").screenshot(path="/tmp/wave-web-delay.png")

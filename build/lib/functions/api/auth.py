@@ -1,4 +1,4 @@
-"""Authentication of API callers: bearer JWTs (HS256) with the claims of contract §5.
+"""Authentication of API callers: bearer JWTs (HS256) with the claims of docs/contract.md §5.
 
 `verify_token` is the one verification. It runs in two places:
 

@@ -30,6 +30,7 @@ from functions.api.routes import (
     current_request,
     json_body,
     json_response,
+    known_query,
     query_param,
 )
 from functions.api.schemas import DeliveryAttemptOut, DeliveryList, DeliveryOut, TestFireResult, TestOutcome
@@ -74,6 +75,7 @@ def _optional_json_body() -> Any:
 @api.route("/postbacks/{id}/deliveries", methods=["GET"], **PROTECTED)
 @maps_errors
 def list_deliveries(id: str) -> Response:
+    known_query("limit", "cursor")
     log = bootstrap.delivery_service().log(caller(), id, limit=query_param("limit"), cursor=query_param("cursor"))
     listing = DeliveryList(items=[delivery_out(record) for record in log.items], next_cursor=log.next_cursor)
     return json_response(listing.model_dump_json())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
 from functions.api.service import Principal
@@ -25,7 +25,9 @@ from functions.core.model import Delivery, Postback
 from functions.core.placeholders import RESTRICTED_NAMES
 from functions.core.rendering import RenderError
 from functions.core.validation import FieldError, ValidationFailed
-from functions.storage.deliveries import PAGE_KEY_ATTRIBUTES, DeliveryPage
+
+if TYPE_CHECKING:  # the storage stack (pynamodb, botocore) loads with the first request, not with the API
+    from functions.storage.deliveries import DeliveryPage
 
 
 class VisiblePostbacks(Protocol):
@@ -107,6 +109,8 @@ class DeliveryService:
         postback = self._postbacks.get(caller, postback_id)
         page_size = parse_limit(limit)
         query = {"list": "deliveries", "postback_id": postback.id}
+        from functions.storage.deliveries import PAGE_KEY_ATTRIBUTES
+
         start_key = decode_cursor(cursor, query, PAGE_KEY_ATTRIBUTES, {"postback_id": postback.id})
         page = self._deliveries.page_for_postback(postback.id, page_size, start_key)
         hidden = self._hidden_placeholders(caller)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from functions import bootstrap
 from functions.core.host_pause import host_key
 from functions.core.model import Postback
-from functions.storage.hosts import pause_end_text
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ def host_pauses(postbacks: Sequence[Postback], clock: Callable[[], float] = time
     except Exception:
         logger.warning("host states not read; host_paused_until shows null", exc_info=True)
         return dict.fromkeys(keys)
+    from functions.storage.hosts import pause_end_text  # with the repository above, not at the API's import
+
     now = clock()
     out: dict[str, str | None] = {}
     for postback_id, host in keys.items():

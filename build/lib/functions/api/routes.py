@@ -1,4 +1,4 @@
-"""HTTP routes of the postbacks API (contract §5), registered on the `api` blueprint.
+"""HTTP routes of the postbacks API (docs/contract.md §5), registered on the `api` blueprint.
 
 Trigger: API Gateway (REST) → the API Lambda (`app.app`), or `chalice local` / the test client.
 Each route parses the request, authenticates the caller, calls `PostbackService` and maps the
@@ -21,10 +21,12 @@ from functions.api.auth import authenticate, jwt_authorizer
 from functions.api.blueprint import api
 from functions.api.errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType, maps_errors
 from functions.api.host_status import host_pauses
+from functions.api.links import public_path
 from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut, SigningSecretOut
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
 from functions.core.placeholders import CATALOGUE
+from functions.core.validation import FieldError, ValidationFailed
 
 JSON_CONTENT_TYPES = ["application/json", "application/merge-patch+json"]
 # The largest request body read (413 beyond): the largest valid postback (500 offer IDs of 128
@@ -72,6 +74,14 @@ def query_param(name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def known_query(*names: str) -> None:
+    """Refuse query parameters the route does not define (400 naming each), as unknown body fields are."""
+    params = current_request().query_params
+    unknown = [name for name in (params.keys() if params is not None else ()) if name not in names]
+    if unknown:
+        raise ValidationFailed([FieldError(name, "unknown query parameter") for name in unknown])
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 
@@ -79,7 +89,7 @@ def etag(version: int) -> str:
 def postback_response(postback: Postback, status_code: int = 200, created: bool = False) -> Response:
     headers: dict[str, str | list[str]] = {"ETag": etag(postback.version), "Content-Type": "application/json"}
     if created:
-        headers["Location"] = f"/postbacks/{postback.id}"
+        headers["Location"] = public_path(current_request(), f"/postbacks/{postback.id}")
     paused_until = host_pauses([postback])[postback.id]
     body = PostbackOut.from_domain(postback, paused_until).model_dump_json()
     return Response(body=body, status_code=status_code, headers=headers)
@@ -126,6 +136,7 @@ def create_postback() -> Response:
 @maps_errors
 def list_postbacks() -> Response:
     who = caller()
+    known_query("affiliate_id", "offer_id", "limit", "cursor")
     result = bootstrap.postback_service().list(
         who,
         affiliate_id=query_param("affiliate_id"),

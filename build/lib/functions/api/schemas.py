@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (contract §5), as pydantic models.
+"""Request and response bodies of the HTTP API (docs/contract.md §5), as pydantic models.
 
 One source for two things: request parsing (JSON types, required fields, unknown fields) and the
 OpenAPI document (`functions.api.openapi`). Value rules (formats, scope consistency, the URL and
@@ -13,14 +13,33 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
+from functions.api.schema_rules import (
+    create_scope_rules,
+    drop_default,
+    patch_scope_rules,
+    test_status_pattern,
+    url_template_pattern,
+)
 from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, DeliveryState, Postback
 from functions.core.signing import SECRET_PATTERN
 from functions.core.validation import MAX_DELAY_SECONDS, MAX_OFFER_ID_LENGTH, SCOPES
 
 MAX_OFFERS_DOCUMENTED = 500
 MAX_URL_LENGTH_DOCUMENTED = 2048
+MAX_AFFILIATE_ID_LENGTH_DOCUMENTED = 128
+# JSON Schema patterns are searches, not full matches: this one says "not only white space".
+NOT_BLANK = r"\S"
 
-OfferId = Annotated[StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_OFFER_ID_LENGTH})]
+AffiliateId = Annotated[
+    StrictStr,
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_AFFILIATE_ID_LENGTH_DOCUMENTED, "pattern": NOT_BLANK}
+    ),
+]
+OfferId = Annotated[
+    StrictStr,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_OFFER_ID_LENGTH, "pattern": NOT_BLANK}),
+]
 ConversionType = Annotated[StrictStr, WithJsonSchema({"type": "string", "pattern": CONVERSION_TYPE_PATTERN.pattern})]
 ConversionStatus = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(CONVERSION_STATUSES)})]
 ScopeName = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(SCOPES)})]
@@ -29,9 +48,17 @@ TargetUrl = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "format": "uri",
+            "format": "uri-template",
+            "minLength": 1,
             "maxLength": MAX_URL_LENGTH_DOCUMENTED,
-            "description": "Absolute http(s) URL; `{placeholder}`s (see GET /parameters) in path, query or fragment.",
+            "pattern": url_template_pattern(),
+            "description": (
+                "Absolute http(s) URL of a public host, without user information, on an allowed port "
+                "(80, 443, 8080 and 8443 unless configured otherwise), with `{placeholder}`s (GET /parameters) "
+                "in path, query or fragment only. The pattern covers DNS names; the API also accepts IP "
+                "literals of public addresses, and names or ranges the deployment allows as private targets. "
+                "Restricted placeholders need an admin or the network's permission."
+            ),
         }
     ),
 ]
@@ -71,15 +98,16 @@ class Schema(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-_REQUEST = ConfigDict(extra="forbid", json_schema_extra=_without_null_branches)
-
-
 class PostbackCreate(Schema):
     """POST /postbacks. `affiliate_id` is required for admins and defaults to an affiliate's own."""
 
-    model_config = _REQUEST
+    model_config = ConfigDict(extra="forbid", json_schema_extra=create_scope_rules(_without_null_branches))
 
-    affiliate_id: StrictStr | None = None
+    # Documented as required: admins must give it; for affiliates the API defaults it to their own
+    # ID, and their own ID is the only value it accepts from them.
+    affiliate_id: AffiliateId | None = Field(
+        default=None, description="The affiliate it belongs to; an affiliate may give only its own ID"
+    )
     scope: ScopeName = "global"
     included_offer_ids: OfferList = Field(default_factory=list)
     excluded_offer_ids: OfferList = Field(default_factory=list)
@@ -103,11 +131,9 @@ class PostbackPatch(Schema):
     Also the type check of the fields a create request gives (see `service._well_typed`).
     """
 
-    model_config = _REQUEST
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_scope_rules(_without_null_branches))
 
-    model_config = _REQUEST
-
-    affiliate_id: StrictStr | None = None
+    affiliate_id: AffiliateId | None = Field(default=None, description="Accepted only with the postback's own value")
     scope: ScopeName | None = None
     included_offer_ids: OfferList | None = None
     excluded_offer_ids: OfferList | None = None
@@ -219,7 +245,7 @@ class Problem(Schema):
     status: int
     detail: str
     errors: list[FieldProblem] | SkipJsonSchema[None] = Field(
-        default=None, description="Validation errors (400 only): every bad field"
+        default=None, description="Validation errors (400 only): every bad field", json_schema_extra=drop_default
     )
 
 
@@ -265,39 +291,54 @@ class DeliveryList(Schema):
 
 
 Amount = StrictInt | StrictFloat
+MAX_TEST_ATTRIBUTE_LENGTH = 1024
+Attribute = Annotated[StrictStr, WithJsonSchema({"type": "string", "maxLength": MAX_TEST_ATTRIBUTE_LENGTH})]
+RequiredAttribute = Annotated[
+    StrictStr,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_TEST_ATTRIBUTE_LENGTH, "pattern": NOT_BLANK}),
+]
+TestConversionType = Annotated[
+    StrictStr, WithJsonSchema({"type": "string", "pattern": CONVERSION_TYPE_PATTERN.pattern})
+]
+TestStatus = Annotated[StrictStr, WithJsonSchema({"type": "string", "pattern": test_status_pattern()})]
+Timestamp = Annotated[
+    StrictStr,
+    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": MAX_TEST_ATTRIBUTE_LENGTH}),
+]
 
 
 class TestConversion(Schema):
-    """POST /postbacks/{id}/test: attributes of the conversion record (contract §3) to use instead of the sample's."""
+    """POST /postbacks/{id}/test: attributes of the conversion record (docs/contract.md §3) instead of the sample's."""
 
     model_config = ConfigDict(extra="forbid")
 
-    conversion_id: StrictStr | None = None
-    offer_id: StrictStr | None = None
-    conversion_type: StrictStr | None = None
-    status: StrictStr | None = None
-    cid: StrictStr | None = None
-    external_cid: StrictStr | None = None
-    external_id: StrictStr | None = None
-    aff_s1: StrictStr | None = None
-    aff_s2: StrictStr | None = None
-    aff_s3: StrictStr | None = None
-    aff_s4: StrictStr | None = None
-    aff_s5: StrictStr | None = None
-    adv_s1: StrictStr | None = None
-    adv_s2: StrictStr | None = None
-    adv_s3: StrictStr | None = None
-    adv_s4: StrictStr | None = None
-    adv_s5: StrictStr | None = None
+    # Null removes an optional attribute from the sample; the four a conversion needs cannot be removed.
+    conversion_id: RequiredAttribute | SkipJsonSchema[None] = Field(default=None, json_schema_extra=drop_default)
+    offer_id: RequiredAttribute | SkipJsonSchema[None] = Field(default=None, json_schema_extra=drop_default)
+    conversion_type: TestConversionType | SkipJsonSchema[None] = Field(default=None, json_schema_extra=drop_default)
+    status: TestStatus | SkipJsonSchema[None] = Field(default=None, json_schema_extra=drop_default)
+    cid: Attribute | None = None
+    external_cid: Attribute | None = None
+    external_id: Attribute | None = None
+    aff_s1: Attribute | None = None
+    aff_s2: Attribute | None = None
+    aff_s3: Attribute | None = None
+    aff_s4: Attribute | None = None
+    aff_s5: Attribute | None = None
+    adv_s1: Attribute | None = None
+    adv_s2: Attribute | None = None
+    adv_s3: Attribute | None = None
+    adv_s4: Attribute | None = None
+    adv_s5: Attribute | None = None
     payout: Amount | None = None
     revenue: Amount | None = None
     sale_amount: Amount | None = None
-    currency: StrictStr | None = None
-    customer_id: StrictStr | None = None
-    coupon_codes: list[StrictStr] | None = None
-    created_at: StrictStr | None = None
-    status_changed_at: StrictStr | None = None
-    click_time: StrictStr | None = None
+    currency: Attribute | None = None
+    customer_id: Attribute | None = None
+    coupon_codes: list[Attribute] | None = None
+    created_at: Timestamp | None = None
+    status_changed_at: Timestamp | None = None
+    click_time: Timestamp | None = None
 
 
 class TestOutcome(Schema):

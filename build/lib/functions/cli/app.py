@@ -3,8 +3,10 @@
 Trigger: an engineer at a terminal. Contract: `main(argv) -> int`; human tables on stdout,
 `--json` for scripts, progress and errors on stderr. Exit codes (`ExitCode`): 0 success, 1 failure
 (AWS error, not found), 2 usage (bad arguments, missing confirmation), 3 partial (some selected
-items were skipped or failed; a re-run picks them up). Resource names come from
-`functions.settings`, so `AWS_ENDPOINT_URL=http://127.0.0.1:5000` points the tools at `make run`.
+items were skipped or failed; a re-run picks them up). Installed as the `postbacks` script
+(`pip install .[oncall]`). Resource names come from `functions.settings`, or from a CloudFormation
+stack's outputs with `--stack NAME`; `AWS_ENDPOINT_URL=http://127.0.0.1:5000` points the tools at
+`make run` (with the local stack's credentials when none are set).
 The queues, the deliveries table and the stream reader come from `functions.bootstrap`.
 """
 

@@ -52,7 +52,7 @@ class Metric(StrEnum):
     DELIVERIES_CANCELLED = "DeliveriesCancelled"
     GET_DURATION = "GetDuration"
     DELIVERY_PROCESSING_FAILURES = "DeliveryProcessingFailures"  # messages reported as batch item failures
-    HOST_PAUSES = "HostPauses"  # a host paused (contract §6, tracker protection)
+    HOST_PAUSES = "HostPauses"  # a host paused (docs/contract.md §6, tracker protection)
     # Evaluator: the conversions stream.
     EVALUATOR_RECORDS = "EvaluatorRecords"
     STATUS_CHANGES = "StatusChanges"

@@ -83,6 +83,13 @@ class BatchReport:
         else:
             self._metrics.count(metric)
 
+    def failure(self, message_id: str, error: BaseException | str, **keys: Any) -> None:
+        """A message the sender failed to process (`failed`): reason = the exception's type (logged), or `error`."""
+        if isinstance(error, BaseException):
+            self.outcome(Outcome.FAILED, message_id=message_id, reason=type(error).__name__, exc_info=True, **keys)
+        else:
+            self.outcome(Outcome.FAILED, message_id=message_id, reason=error, **keys)
+
     def get_duration(self, milliseconds: float) -> None:
         if self._metrics is not None:
             self._metrics.duration(Metric.GET_DURATION, milliseconds)

@@ -81,6 +81,8 @@ from functions.storage.postback_health import PostbackHealthError
 
 logger = logging.getLogger(__name__)
 
+# `reason` of a message whose processing failed, or that was left for lack of time (docs/observability.md#logs).
+READ, LOST, LATE = "postbacks_read_failed", "lease_lost", "out_of_time"
 # A delivery due within this much is sent now: SQS visibility has a granularity of one second.
 DUE_TOLERANCE_SECONDS = 1.0
 # Do not start a GET unless the invocation has this much time left beyond the GET's own deadline.
@@ -206,7 +208,7 @@ class DeliverySender:
         for message in messages:
             delivery_id = self._delivery_id(message)
             if delivery_id is None:
-                if not self._guarded(message, partial(self._dead_letter_malformed, message, report), report):
+                if not self._guarded(message, partial(self._dead_letter_malformed, message, report), report, None):
                     failed.add(message.message_id)
                 continue
             parsed.append((message, delivery_id))
@@ -248,12 +250,7 @@ class DeliverySender:
             except Exception as exc:
                 log_event(logger, Event.POSTBACKS_READ_FAILED, logging.ERROR, exc_info=True, reason=type(exc).__name__)
                 for lease in leases:
-                    report.outcome(
-                        Outcome.FAILED,
-                        message_id=lease.message.message_id,
-                        record=lease.record,
-                        reason="postbacks_read_failed",
-                    )
+                    report.failure(lease.message.message_id, READ, record=lease.record)
                 return failed + [lease.message.message_id for lease in leases]
             batch = BatchState(HostLimits(self._per_host), self._monotonic(), remaining_ms)
             send_futures = [
@@ -280,19 +277,13 @@ class DeliverySender:
     # One message.
 
     def _guarded(
-        self,
-        message: IncomingMessage,
-        work: Callable[[], Disposition],
-        report: BatchReport,
-        record: Delivery | None = None,
+        self, message: IncomingMessage, work: Callable[[], Disposition], report: BatchReport, record: Delivery | None
     ) -> bool:
         """Run the work for one message; True to acknowledge it. A failure affects this message only."""
         try:
             return work() is Disposition.ACKNOWLEDGE
         except Exception as exc:
-            report.outcome(
-                Outcome.FAILED, message_id=message.message_id, record=record, reason=type(exc).__name__, exc_info=True
-            )
+            report.failure(message.message_id, exc, record=record)
             return False
 
     def _delivery_id(self, message: IncomingMessage) -> str | None:
@@ -321,13 +312,7 @@ class DeliverySender:
         try:
             return self._lease(message, delivery_id, lease_seconds, remaining_ms, report)
         except Exception as exc:
-            report.outcome(
-                Outcome.FAILED,
-                message_id=message.message_id,
-                delivery_id=delivery_id,
-                reason=type(exc).__name__,
-                exc_info=True,
-            )
+            report.failure(message.message_id, exc, delivery_id=delivery_id)
             return Disposition.RETURN_LATER
 
     def _lease(
@@ -341,9 +326,7 @@ class DeliverySender:
         if self._out_of_time(remaining_ms):
             # Not enough time left for a GET: let the message come back at once, unleased.
             self._queue.change_visibility(message.receipt_handle, 0)
-            report.outcome(
-                Outcome.SKIPPED, message_id=message.message_id, delivery_id=delivery_id, reason="out_of_time"
-            )
+            report.outcome(Outcome.SKIPPED, message_id=message.message_id, delivery_id=delivery_id, reason=LATE)
             return Disposition.RETURN_LATER
         now = self._clock()
         self._guards.note_receive(delivery_id, message.receive_count)
@@ -394,7 +377,7 @@ class DeliverySender:
                 released = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
                 self._deliveries.release_lease(record.delivery_id, owner, released, self._clock())
                 self._queue.change_visibility(message.receipt_handle, 0)
-                report.outcome(Outcome.SKIPPED, message_id=message.message_id, record=record, reason="out_of_time")
+                report.outcome(Outcome.SKIPPED, message_id=message.message_id, record=record, reason=LATE)
                 return Disposition.RETURN_LATER
             if self._monotonic() - batch.postbacks_read_at > POSTBACK_RECHECK_SECONDS:
                 postback = self._postbacks.get(record.postback_id)
@@ -416,13 +399,7 @@ class DeliverySender:
         try:
             return self._conclude(message, record, owner, started, outcome, postback, batch, report)
         except LeaseLost:
-            report.outcome(
-                Outcome.FAILED,
-                message_id=message.message_id,
-                record=record,
-                attempt=len(record.attempts) + 1,
-                reason="lease_lost",
-            )
+            report.failure(message.message_id, LOST, record=record, attempt=len(record.attempts) + 1)
             return Disposition.RETURN_LATER
 
     def _cancel(self, lease: _Lease, postback: Postback | None, report: BatchReport) -> Disposition:
@@ -510,9 +487,8 @@ class DeliverySender:
         at = format_timestamp(self._clock())
         body = unknown_delivery_dead_letter(message.message_id, message.body, delivery_id, at)
         self._dead_letters.send(body, set_aside_attributes(REASON_UNKNOWN_DELIVERY))
-        report.outcome(
-            Outcome.SET_ASIDE, message_id=message.message_id, delivery_id=delivery_id, reason=REASON_UNKNOWN_DELIVERY
-        )
+        unknown = REASON_UNKNOWN_DELIVERY
+        report.outcome(Outcome.SET_ASIDE, message_id=message.message_id, delivery_id=delivery_id, reason=unknown)
         return Disposition.ACKNOWLEDGE
 
     def _update_health(self, postback_id: str, failure_reason: str | None, at: datetime) -> None:
@@ -523,14 +499,8 @@ class DeliverySender:
             else:
                 self._health.record_failure(postback_id, failure_reason, at)
         except PostbackHealthError as exc:
-            log_event(
-                logger,
-                Event.HEALTH_NOT_UPDATED,
-                logging.WARNING,
-                exc_info=True,
-                postback_id=postback_id,
-                reason=type(exc).__name__,
-            )
+            failure = {"postback_id": postback_id, "reason": type(exc).__name__}
+            log_event(logger, Event.HEALTH_NOT_UPDATED, logging.WARNING, exc_info=True, **failure)
 
 
 @dataclass(frozen=True)

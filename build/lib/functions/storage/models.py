@@ -131,7 +131,7 @@ class PostbackModel(Model):
 
 
 class AttemptMap(MapAttribute[str, Any]):
-    """One attempt of a delivery, as logged on the delivery record (design.md, Sender)."""
+    """One attempt of a delivery, as logged on the delivery record (docs/sender.md)."""
 
     number = NumberAttribute(attr_name="n")
     at = UnicodeAttribute(attr_name="at")

@@ -179,7 +179,8 @@ def _run(
     from functions.core.schedule import RetryPolicy
     from functions.egress_http import PinnedHttpClient
     from functions.sender.hosts import HostGuard
-    from functions.sender.service import DeliverySender, IncomingMessage
+    from functions.sender.ports import IncomingMessage
+    from functions.sender.service import DeliverySender
     from tests.support.fakes import InMemoryDeliveries, InMemoryHealth, InMemoryHosts, InMemoryPostbacks
 
     for server in healthy:

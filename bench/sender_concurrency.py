@@ -166,7 +166,8 @@ def _run_in_memory(servers: list[SlowReceiver], runs: int) -> dict[str, Any]:
     """(ii) The real `DeliverySender` and `PinnedHttpClient`; deliveries, postbacks, health and queues in memory."""
     from functions import bootstrap
     from functions.core.schedule import RetryPolicy
-    from functions.sender.service import DeliverySender, IncomingMessage
+    from functions.sender.ports import IncomingMessage
+    from functions.sender.service import DeliverySender
     from tests.support.fakes import InMemoryDeliveries, InMemoryHealth, InMemoryPostbacks, InMemoryQueue
 
     bootstrap.reset()

@@ -58,7 +58,7 @@ def _remaining_ms(context: Any) -> Callable[[], int] | None:
 
 @sender.on_sqs_message(queue=settings.DELIVERIES_QUEUE, batch_size=10)
 def on_delivery_message(event: SQSEvent) -> dict[str, Any]:
-    from functions.sender.service import IncomingMessage
+    from functions.sender.ports import IncomingMessage
 
     messages = [
         IncomingMessage(

@@ -44,9 +44,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import partial
-from typing import Any, Protocol
 
 from functions.core.attempts import HttpGetter, HttpOutcomeView, attempt_of, header, with_next
 from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED, classify
@@ -74,6 +72,15 @@ from functions.core.signing import attempt_url
 from functions.logs import Event, Outcome, log_event
 from functions.sender.batch import BatchState, HostLimits
 from functions.sender.hosts import Hold, HostGuard
+from functions.sender.ports import (
+    DeadLetterPort,
+    DeliveryStore,
+    Disposition,
+    HealthStore,
+    IncomingMessage,
+    PostbackReader,
+    VisibilityPort,
+)
 from functions.sender.report import BatchReport
 from functions.sender.safeguards import SenderSafeguards
 from functions.storage.deliveries import LeaseLost
@@ -90,62 +97,6 @@ INVOCATION_MARGIN_SECONDS = 5.0
 # A GET that starts later than this after the batch read of the postbacks (it waited for a host
 # slot) reads its postback again first, so a delete or disable stops it however long it waited.
 POSTBACK_RECHECK_SECONDS = 1.0
-
-
-class DeliveryStore(Protocol):
-    """What the sender needs of the deliveries table (`functions.storage.deliveries.DeliveryRepository`)."""
-
-    def get(self, delivery_id: str) -> Delivery | None: ...
-    def acquire_lease(
-        self, delivery_id: str, owner: str, now: datetime, lease_seconds: float, due_by: datetime
-    ) -> Delivery | None: ...
-    def release_lease(self, delivery_id: str, owner: str, state: DeliveryState, now: datetime) -> Delivery | None: ...
-    def cancel(self, delivery_id: str, owner: str, reason: str, now: datetime) -> Delivery: ...
-    def record_delivered(self, delivery_id: str, owner: str, attempt: Attempt, now: datetime) -> Delivery: ...
-    def record_retry(
-        self, delivery_id: str, owner: str, attempt: Attempt, next_attempt_at: datetime, now: datetime
-    ) -> Delivery: ...
-    def record_dead_letter(
-        self, delivery_id: str, owner: str, attempt: Attempt, reason: str, now: datetime, *, copy_sent: bool = False
-    ) -> Delivery: ...
-    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool: ...
-    def mark_at_risk(self, delivery_id: str, now: datetime) -> bool: ...
-
-
-class HealthStore(Protocol):
-    """What the sender needs of the postbacks table (`PostbackHealthRepository`)."""
-
-    def record_success(self, postback_id: str, at: datetime) -> bool: ...
-    def record_failure(self, postback_id: str, reason: str, at: datetime) -> bool: ...
-
-
-class PostbackReader(Protocol):
-    """What the sender needs of the postbacks table (`PostbackRepository`): consistent reads."""
-
-    def get(self, postback_id: str) -> Postback | None: ...
-    def get_many(self, postback_ids: list[str]) -> dict[str, Postback]: ...
-
-
-class VisibilityPort(Protocol):
-    def change_visibility(self, receipt_handle: str, seconds: float) -> None: ...
-
-
-class DeadLetterPort(Protocol):
-    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str: ...
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    message_id: str
-    receipt_handle: str
-    body: str
-    receive_count: int = 1  # SQS ApproximateReceiveCount
-    received_at: datetime | None = None  # when this receive happened (the batch start when not given)
-
-
-class Disposition(StrEnum):
-    ACKNOWLEDGE = "acknowledge"  # done with it: report success, the queue deletes it
-    RETURN_LATER = "return_later"  # report as a batch item failure: it comes back
 
 
 class DeliverySender:

@@ -47,7 +47,8 @@ from functions.core.redrive import DeadLetterFilter
 from functions.core.schedule import RetryPolicy
 from functions.evaluator.rules_cache import RulesCache
 from functions.evaluator.service import ConversionEvaluator
-from functions.sender.service import DeliverySender, IncomingMessage
+from functions.sender.ports import IncomingMessage
+from functions.sender.service import DeliverySender
 from functions.storage.queues import Queue
 from functions.storage.streams import StreamRangeUnavailable
 from tests.faults.clock import EPOCH_START, SimClock

@@ -19,7 +19,7 @@ import pytest
 
 from functions import bootstrap
 from functions.core.model import DeliveryState, parse_timestamp
-from functions.sender.service import IncomingMessage
+from functions.sender.ports import IncomingMessage
 from functions.storage.hosts import HostRepository
 from tests.integration.sender.conftest import Receiver, Reply, Stack, sender_settings
 

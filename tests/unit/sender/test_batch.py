@@ -17,7 +17,8 @@ import pytest
 
 from functions.core.model import TERMINAL_STATES, Delivery, DeliveryState, Postback, Scope, format_timestamp
 from functions.core.schedule import RetryPolicy
-from functions.sender.service import DeliverySender, IncomingMessage
+from functions.sender.ports import IncomingMessage
+from functions.sender.service import DeliverySender
 from tests.support.fakes import InMemoryDeliveries, InMemoryHealth, InMemoryPostbacks, InMemoryQueue
 
 pytestmark = pytest.mark.unit

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from functions.core.model import Attempt, Delivery, DeliveryState
+from functions.sender.ports import IncomingMessage
 from functions.sender.safeguards import AT_RISK_RECEIVE_COUNT, RECEIVE_MARGIN_SECONDS
-from functions.sender.service import DeliverySender, IncomingMessage
+from functions.sender.service import DeliverySender
 from functions.storage.queues import MAX_VISIBILITY_SECONDS
 from tests.support.fakes import InMemoryDeliveries, InMemoryQueue
 from tests.unit.sender.test_batch import NOW, FakeHttp, add, sender

@@ -1,1 +1,0 @@
-"""Pure rules: no boto3, pynamodb or requests in this package."""

@@ -1,1 +1,0 @@
-"""The DynamoDB-stream-triggered evaluator."""

@@ -1,1 +1,0 @@
-"""The SQS-triggered sender."""

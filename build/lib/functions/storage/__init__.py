@@ -1,1 +1,0 @@
-"""pynamodb models, repositories and the SQS adapter."""

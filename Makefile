@@ -51,8 +51,8 @@ screenshots: $(STAMP) $(CHROMIUM) web
 ## make web-types: regenerate web/openapi.json from the API's code and the page's types from it.
 web-types: $(STAMP)
 	$(BIN)/python -m functions.api.openapi > web/openapi.json
+	cd web && { test -d node_modules || npm ci --no-audit --no-fund; } && npm run generate
 	$(BIN)/python -m local.web_build
-	cd web && npm run generate
 
 ## make demo: with `make run` going in another terminal, walks through a postback firing.
 demo: $(STAMP)

@@ -10,6 +10,7 @@ infrastructure/template.json) instead of Chalice's 403, with the CORS headers of
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from chalice.app import Chalice
@@ -27,7 +28,16 @@ NOT_FOUND = {
 }
 
 
+# Chalice's app keeps one current request: two requests handled at once on the server's threads
+# could read each other's. Lambda gives a container one request at a time; so does this server.
+_ONE_REQUEST_AT_A_TIME = threading.Lock()
+
+
 class ApiRequestHandler(ChaliceRequestHandler):
+    def _generic_handle(self) -> None:
+        with _ONE_REQUEST_AT_A_TIME:
+            super()._generic_handle()
+
     def __getattr__(self, name: str) -> Any:
         # BaseHTTPRequestHandler looks up `do_<METHOD>`: every method is handled by the app.
         if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():

@@ -175,7 +175,8 @@ export function PostbackForm({
 
   const errorProps = (field: string) =>
     errors[field] ? { "aria-invalid": "true" as const, "aria-describedby": `error-${field}` } : {};
-  const signatureHint = signatureProblem(url.trim());
+  // Before saving, a hint; once the API has said it at the field, its message is enough.
+  const signatureHint = errors.url?.includes("{signature}") ? null : signatureProblem(url.trim());
   const urlDescription = ["url-hint", signatureHint ? "signature-hint" : "", errors.url ? "error-url" : ""]
     .filter(Boolean)
     .join(" ");

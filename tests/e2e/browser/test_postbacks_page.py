@@ -205,7 +205,6 @@ def test_show_the_signing_secret_and_rotate_it(admin_page: Page, web: Stack) -> 
     confirm = page.get_by_role("alertdialog", name="Rotate the signing secret?")
     expect(confirm).to_contain_text("signed with the new secret")
     expect(confirm).to_contain_text("accept either for a while")
-    page.get_by_role("dialog").screenshot(path="/tmp/wave-web-signing.png")
     assert axe_violations(page) == []
     confirm.get_by_role("button", name="Keep the current secret").click()
     assert web.api("GET", secret_url).json()["secret"] == first

@@ -54,8 +54,9 @@ from pynamodb.expressions.update import Action
 from functions.core.matching import PlannedDelivery
 from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
 from functions.core.redrive import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
-from functions.storage.delivery_records import attempt_to_map, delivery_from_item
+from functions.storage.delivery_records import attempt_to_map, delivery_from_item, planned_item
 from functions.storage.delivery_safeguards import DeliverySafeguards
+from functions.storage.errors import response_code
 from functions.storage.models import DeliveryModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
@@ -92,7 +93,7 @@ class DeliveryPage:
 
 def _is_condition_failure(exc: PutError | UpdateError) -> bool:
     """The one check of a refused conditional write: any other error is a real failure."""
-    return exc.cause_response_code == CONDITIONAL_CHECK_FAILED
+    return response_code(exc) == CONDITIONAL_CHECK_FAILED
 
 
 class DeliveryRepository(DeliverySafeguards):
@@ -157,26 +158,7 @@ class DeliveryRepository(DeliverySafeguards):
 
     def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome:
         """One conditional PutItem; on refusal, one consistent GetItem. Other errors propagate."""
-        timestamp = format_timestamp(now)
-        item = self._model(
-            delivery_id=planned.delivery_id,
-            postback_id=planned.postback_id,
-            affiliate_id=planned.affiliate_id,
-            conversion_id=planned.conversion_id,
-            conversion_status=planned.conversion_status,
-            previous_status=planned.previous_status,
-            offer_id=planned.offer_id,
-            url=planned.url,
-            target_host=planned.target_host,
-            state=DeliveryState.PENDING.value,
-            is_test=False,
-            attempts=[],
-            cycle_attempts=0,
-            redrive_count=0,
-            created_at=timestamp,
-            updated_at=timestamp,
-            expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
-        )
+        item = planned_item(self._model, planned, DeliveryState.PENDING, now=now, ttl_days=ttl_days)
         if planned.delay_seconds > 0:
             # The fire delay: the sender's lease refuses the delivery before this, even for a
             # message that arrives early (a re-enqueue), so the first GET is never sooner.

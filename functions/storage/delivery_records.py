@@ -7,9 +7,11 @@ types.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from functions.core.model import Attempt, Delivery, DeliveryState
+from functions.core.matching import PlannedDelivery
+from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
 from functions.storage.models import AttemptMap, DeliveryModel
 
 
@@ -70,4 +72,37 @@ def delivery_from_item(item: DeliveryModel) -> Delivery:
         dlq_copy_sent=bool(item.dlq_copy_sent),
         host_paused_until=item.host_paused_until,
         host_pause_waits=int(item.host_pause_waits or 0),
+    )
+
+
+def planned_item(
+    model: type[DeliveryModel],
+    planned: PlannedDelivery,
+    state: DeliveryState,
+    *,
+    now: datetime,
+    ttl_days: int,
+    **extra: Any,
+) -> DeliveryModel:
+    """The item of a new delivery the evaluator matched, in `state`, before any attempt; `extra` adds attributes."""
+    stamp = format_timestamp(now)
+    return model(
+        delivery_id=planned.delivery_id,
+        postback_id=planned.postback_id,
+        affiliate_id=planned.affiliate_id,
+        conversion_id=planned.conversion_id,
+        conversion_status=planned.conversion_status,
+        previous_status=planned.previous_status,
+        offer_id=planned.offer_id,
+        url=planned.url,
+        target_host=planned.target_host,
+        state=state.value,
+        is_test=False,
+        attempts=[],
+        cycle_attempts=0,
+        redrive_count=0,
+        created_at=stamp,
+        updated_at=stamp,
+        expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
+        **extra,
     )

@@ -18,7 +18,7 @@ in_flight -> delivered:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
@@ -27,7 +27,8 @@ from pynamodb.expressions.update import Action
 from functions.core.matching import PlannedDelivery
 from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
 from functions.core.redrive import ACTIVE_STATES, AT_RISK_PARTITION
-from functions.storage.delivery_records import attempt_to_map, delivery_from_item
+from functions.storage.delivery_records import attempt_to_map, delivery_from_item, planned_item
+from functions.storage.errors import response_code
 from functions.storage.models import AttemptMap, DeliveryModel
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -83,32 +84,19 @@ class DeliverySafeguards:
         index: there is nothing `recover` could send. On a refusal the existing record says whether
         its copy was confirmed (`dlq_copy_sent`).
         """
-        stamp = format_timestamp(now)
-        item = self._model(
-            delivery_id=planned.delivery_id,
-            postback_id=planned.postback_id,
-            affiliate_id=planned.affiliate_id,
-            conversion_id=planned.conversion_id,
-            conversion_status=planned.conversion_status,
-            previous_status=planned.previous_status,
-            offer_id=planned.offer_id,
-            url=planned.url,
-            target_host=planned.target_host,
-            state=DeliveryState.DEAD_LETTERED.value,
+        item = planned_item(
+            self._model,
+            planned,
+            DeliveryState.DEAD_LETTERED,
+            now=now,
+            ttl_days=ttl_days,
             reason=reason,
-            is_test=False,
-            attempts=[],
-            cycle_attempts=0,
-            redrive_count=0,
-            dead_lettered_at=stamp,
-            created_at=stamp,
-            updated_at=stamp,
-            expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
+            dead_lettered_at=format_timestamp(now),
         )
         try:
             item.save(condition=self._model.delivery_id.does_not_exist())
         except PutError as exc:
-            if exc.cause_response_code != CONDITION_FAILED:
+            if response_code(exc) != CONDITION_FAILED:
                 raise
             try:
                 existing = self._model.get(planned.delivery_id, consistent_read=True)

@@ -13,7 +13,7 @@ pynamodb wraps botocore's errors (`PynamoDBException.cause_response_code`); both
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 from pynamodb.exceptions import PynamoDBException
 
 # DynamoDB refuses the item or request itself: the same item is refused every time.
@@ -26,25 +26,34 @@ PERMANENT_CODES = frozenset(
 )
 
 
-def _response_code(exc: BaseException) -> str | None:
+def response_code(exc: BaseException) -> str | None:
+    """The AWS error code behind `exc`, or None (a timeout or connection error has no response).
+
+    pynamodb's own `cause_response_code` raises when the cause is a botocore timeout, whose
+    `response` is None: every storage module reads the code here instead.
+    """
     if isinstance(exc, PynamoDBException):
-        return exc.cause_response_code
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code")
-        return code if isinstance(code, str) else None
-    return None
+        exc = exc.cause if isinstance(exc.cause, BaseException) else exc
+        if isinstance(exc, PynamoDBException):
+            return None
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    error = response.get("Error")
+    code = error.get("Code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def permanent_failure(exc: BaseException) -> str | None:
     """Why `exc` can never succeed for this item (a short reason), or None when it is transient."""
-    code = _response_code(exc)
+    code = response_code(exc)
     if code is not None:
         return code if code in PERMANENT_CODES else None
     if isinstance(exc, PynamoDBException | BotoCoreError):
         # A timeout, a connection error, retries used up: the next try may work.
         return None
     cause = exc.__cause__ or exc.__context__
-    if cause is not None and cause is not exc and _response_code(cause) is not None:
+    if cause is not None and cause is not exc and response_code(cause) is not None:
         return permanent_failure(cause)
     if isinstance(exc, ValueError | TypeError | UnicodeError | RecursionError):
         return type(exc).__name__

@@ -23,6 +23,7 @@ from pynamodb.expressions.update import Action
 
 from functions.core.host_pause import HostState
 from functions.core.model import Postback, format_timestamp
+from functions.storage.errors import response_code
 from functions.storage.models import PostbackModel
 from functions.storage.postbacks import postbacks_with_secrets, sending_keys
 
@@ -146,7 +147,7 @@ class HostRepository:
                 host_item_key(host), actions=actions, condition=condition, return_values="ALL_NEW"
             )
         except UpdateError as exc:
-            if exc.cause_response_code == CONDITIONAL_CHECK_FAILED:
+            if response_code(exc) == CONDITIONAL_CHECK_FAILED:
                 return None
             raise HostStateError(f"state of host {host} not written") from exc
         return _state(self._model.from_raw_data(response["Attributes"]))

@@ -20,6 +20,7 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
 from functions.core.model import Postback, format_timestamp, parse_timestamp
+from functions.storage.errors import response_code
 from functions.storage.models import PostbackModel
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
@@ -72,7 +73,7 @@ class PostbackHealthRepository:
         try:
             connection.update_item(postback_id, actions=actions, condition=self._model.postback_id.exists())
         except UpdateError as exc:
-            if exc.cause_response_code == CONDITIONAL_CHECK_FAILED:
+            if response_code(exc) == CONDITIONAL_CHECK_FAILED:
                 return False
             raise PostbackHealthError(f"health of postback {postback_id} not written") from exc
         return True

@@ -36,6 +36,7 @@ from pynamodb.transactions import TransactWrite
 
 from functions.core.model import Postback, Scope
 from functions.core.signing import SigningSecret, new_signing_secret
+from functions.storage.errors import response_code
 from functions.storage.models import (
     POSTBACK_LISTING_PARTITION,
     QUOTA_PREFIX,
@@ -176,7 +177,7 @@ def _is_postback(item: PostbackModel) -> bool:
 
 def _cancellation_codes(exc: TransactWriteError) -> list[str | None]:
     """The reason of each item of a cancelled transaction, in request order (None: not a reason)."""
-    if exc.cause_response_code != "TransactionCanceledException":
+    if response_code(exc) != "TransactionCanceledException":
         return []
     return [None if reason is None else reason.code for reason in exc.cancellation_reasons]
 

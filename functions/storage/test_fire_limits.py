@@ -17,6 +17,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from functions.core.fire_window import fire_window
+from functions.storage.errors import response_code
 from functions.storage.models import PostbackModel
 
 PREFIX = "testfires#"
@@ -52,7 +53,7 @@ class TestFireLimits:
         try:
             self._model._get_connection().update_item(PREFIX + postback_id, actions=actions, condition=condition)
         except UpdateError as exc:
-            if exc.cause_response_code == CONDITIONAL_CHECK_FAILED:
+            if response_code(exc) == CONDITIONAL_CHECK_FAILED:
                 return False
             raise
         return True

@@ -188,9 +188,12 @@ def token_rules() -> TokenRules:
 
     config = settings()
     if config.jwt_secret_arn is not None:
-        from functions.storage.secrets import read_secret_string
+        import boto3
 
-        secret = read_secret_string(config.jwt_secret_arn)
+        from functions.storage.secrets import read_secret_string, region_of
+
+        client = boto3.client("secretsmanager", region_name=region_of(config.jwt_secret_arn), config=_client_config())
+        secret = read_secret_string(config.jwt_secret_arn, client)
         problem = weak_jwt_secret_problem(secret)
         if problem is not None:
             raise SettingsError(f"the token signing secret {config.jwt_secret_arn} {problem}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-
 from functions.settings import REGION
 
 
@@ -18,11 +16,10 @@ class SecretUnavailable(RuntimeError):
     """The secret could not be read or has no string value (the message never holds the value)."""
 
 
-def read_secret_string(secret_arn: str, client: Any | None = None) -> str:
-    """The current `SecretString` of `secret_arn`."""
-    secrets = client if client is not None else boto3.client("secretsmanager", region_name=_region_of(secret_arn))
+def read_secret_string(secret_arn: str, client: Any) -> str:
+    """The current `SecretString` of `secret_arn`, read with a Secrets Manager client of its region."""
     try:
-        answer = secrets.get_secret_value(SecretId=secret_arn)
+        answer = client.get_secret_value(SecretId=secret_arn)
     except Exception as exc:  # botocore's errors vary by cause; the message names the secret only
         raise SecretUnavailable(f"cannot read the secret {secret_arn}: {type(exc).__name__}") from exc
     value = answer.get("SecretString")
@@ -31,7 +28,7 @@ def read_secret_string(secret_arn: str, client: Any | None = None) -> str:
     return value
 
 
-def _region_of(arn: str) -> str:
+def region_of(arn: str) -> str:
     """The region an ARN names (arn:partition:service:region:account:...), else the default."""
     parts = arn.split(":")
     return parts[3] if len(parts) > 3 and parts[3] else REGION

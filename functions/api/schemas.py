@@ -98,6 +98,13 @@ class Schema(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
+def _refuse_null(value: Any) -> Any:
+    """Request fields may be left out, never given as null."""
+    if value is None:
+        raise ValueError("must not be null")
+    return value
+
+
 class PostbackCreate(Schema):
     """POST /postbacks. `affiliate_id` is required for admins and defaults to an affiliate's own."""
 
@@ -117,12 +124,7 @@ class PostbackCreate(Schema):
     enabled: StrictBool = True
     delay_seconds: DelaySeconds = 0
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nulls(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
+    _no_nulls = field_validator("*", mode="before")(_refuse_null)
 
 
 class PostbackPatch(Schema):
@@ -143,12 +145,7 @@ class PostbackPatch(Schema):
     enabled: StrictBool | None = None
     delay_seconds: DelaySeconds | None = None
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nulls(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
+    _no_nulls = field_validator("*", mode="before")(_refuse_null)
 
 
 class PostbackOut(Schema):

@@ -32,12 +32,15 @@ _PATH_CHAR = r"[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}"
 
 
 def url_template_pattern(ports: tuple[int, ...] = DEFAULT_ALLOWED_PORTS) -> str:
-    names = "|".join(re.escape(placeholder.name) for placeholder in CATALOGUE)
+    # `{signature}` only as the value of the final query parameter, with no fragment after it.
+    names = "|".join(re.escape(placeholder.name) for placeholder in CATALOGUE if placeholder.name != "signature")
     token = rf"(?:{_PATH_CHAR}|\{{(?:{names})\}})"
     port = "|".join(str(number) for number in ports)
+    unsigned = rf"(?:\?(?:{token}|[/?])*)?(?:#(?:{token}|[/?])*)?"
+    signed = rf"\?(?:(?:{token}|[/?])*&)?[A-Za-z0-9._~-]+=\{{signature\}}"
     return (
         rf"^https?://(?:{_DNS_LABEL}\.)+{_TOP_LABEL}(?::(?:{port}))?"
-        rf"(?:/(?:{token}|/)*)?(?:\?(?:{token}|[/?])*)?(?:#(?:{token}|[/?])*)?$"
+        rf"(?:/(?:{token}|/)*)?(?:{unsigned}|{signed})$"
     )
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from functions.api.schema_rules import (
@@ -62,8 +72,18 @@ TargetUrl = Annotated[
         }
     ),
 ]
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type: `1.0` is the integer 1 (as JSON Schema's `integer` says); `1.5` is not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 DelaySeconds = Annotated[
     StrictInt,
+    BeforeValidator(_whole_number),
     WithJsonSchema(
         {
             "type": "integer",

@@ -17,7 +17,7 @@ in_flight -> delivered:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pynamodb.exceptions import PutError
@@ -64,9 +64,7 @@ class DeliverySafeguards:
     """Mixed into `DeliveryRepository`: `_model` and `_update` are the repository's."""
 
     _model: type[DeliveryModel]
-
-    def _update(self, delivery_id: str, actions: list[Action], condition: Condition) -> Delivery | None:
-        raise NotImplementedError
+    _update: Callable[[str, list[Action], Condition], Delivery | None]
 
     def pending_among(self, delivery_ids: Sequence[str]) -> list[PlannedDelivery]:
         """The deliveries of these IDs that exist and are `pending`, with one consistent BatchGetItem per 100."""

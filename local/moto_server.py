@@ -149,9 +149,13 @@ def _keep_alive_handler_class() -> type[Any]:
 
 
 def dispatcher() -> Any:
-    """moto's WSGI application (every backend), with cached routing."""
+    """moto's WSGI application (every backend), with cached routing and the SQS hot paths of
+    `local/moto_speedups.py`."""
     from moto.moto_server.werkzeug_app import create_backend_app
 
+    from local import moto_speedups
+
+    moto_speedups.apply()
     return _routing_cache_class()(create_backend_app)
 
 

@@ -23,6 +23,8 @@ from functions.core.model import utc_now
 from functions.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from functions.api.auth import TokenRules
     from functions.api.delivery_service import DeliveryService
     from functions.api.service import PostbackService
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from functions.core.egress import EgressPolicy
     from functions.core.metrics import MetricsBatch
     from functions.egress_http import PinnedHttpClient
-    from functions.evaluator.service import ConversionEvaluator
+    from functions.evaluator.service import ConversionEvaluator, WriteMap
     from functions.sender.hosts import HostGuard
     from functions.sender.service import DeliverySender
     from functions.storage.deliveries import DeliveryRepository
@@ -77,6 +79,10 @@ def reset(
     _chosen_settings = settings
     _client_limits = client_limits
     _metrics_writer = metrics_writer
+    if evaluator_writers.cache_info().currsize:
+        writers = evaluator_writers()
+        if writers is not None:
+            writers.shutdown(wait=False)
     for getter in _GETTERS:
         getter.cache_clear()
 
@@ -328,7 +334,25 @@ def build_conversion_evaluator(
         clock=clock,
         deliveries_dead_letters=deliveries_dlq(),
         max_url_bytes=config.max_url_bytes,
+        write_map=evaluator_write_map(),
     )
+
+
+def evaluator_write_map() -> WriteMap:
+    """The evaluator's conditional writes, `POSTBACKS_EVALUATOR_WRITE_CONCURRENCY` at a time (one at a time: `map`)."""
+    writers = evaluator_writers()
+    return map if writers is None else writers.map
+
+
+@functools.cache
+def evaluator_writers() -> ThreadPoolExecutor | None:
+    """The threads of the evaluator's writes; they live as long as the container (the clients are thread-safe)."""
+    concurrency = settings().evaluator_write_concurrency
+    if concurrency <= 1:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="evaluator-write")
 
 
 @functools.cache
@@ -384,6 +408,7 @@ def host_guard() -> HostGuard:
 
 _GETTERS = (
     settings,
+    evaluator_writers,
     token_rules,
     sqs_client,
     dynamodb_streams_client,

@@ -182,6 +182,8 @@ class Settings:
     # Evaluator.
     rules_cache_seconds: float = 5.0
     delivery_ttl_days: int = 90
+    # The batch's conditional delivery writes in flight at once (each is one network round trip).
+    evaluator_write_concurrency: int = 16
     # Sender: retry schedule and HTTP.
     retry_base_seconds: float = 30.0
     max_attempts: int = 13
@@ -255,6 +257,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_url_bytes=_bounded_int(env, "POSTBACKS_MAX_URL_BYTES", 8192, MIN_URL_BYTES, MAX_URL_BYTES),
         max_attempts=_bounded_int(env, "POSTBACKS_MAX_ATTEMPTS", 13, 1, MAX_ATTEMPTS_LIMIT),
         delivery_ttl_days=_int(env, "POSTBACKS_DELIVERY_TTL_DAYS", 90, 1),
+        evaluator_write_concurrency=_bounded_int(env, "POSTBACKS_EVALUATOR_WRITE_CONCURRENCY", 16, 1, 64),
         retry_base_seconds=_float(env, "POSTBACKS_RETRY_BASE_SECONDS", 30.0, 0.001),
         connect_timeout_seconds=_float(env, "POSTBACKS_CONNECT_TIMEOUT_SECONDS", 3.0, 0.01),
         read_timeout_seconds=_float(env, "POSTBACKS_READ_TIMEOUT_SECONDS", 5.0, 0.01),

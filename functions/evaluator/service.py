@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
 from functions.core.matching import (
     DEFAULT_MAX_URL_BYTES,
     REASON_URL_TOO_LONG,
@@ -46,7 +45,8 @@ from functions.core.messages import (
     unsent_delivery_dead_letter,
 )
 from functions.core.metrics import Metric, MetricsBatch, RecordDeadLetterReason
-from functions.core.model import ConversionChange, Postback, format_timestamp, utc_now
+from functions.core.model import Postback, format_timestamp, utc_now
+from functions.evaluator.records import RecordItem, parse_record, record_ids, sequence_number
 from functions.evaluator.rules_cache import RulesCache
 from functions.logs import Event, log_event
 from functions.storage.deliveries import CreateOutcome
@@ -77,6 +77,15 @@ class DeliveryStore(Protocol):
     def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool: ...
 
 
+class WriteMap(Protocol):
+    """How the batch's conditional writes are made: the built-in `map` one after the other, or a thread
+    pool's `map` (the handler's: `POSTBACKS_EVALUATOR_WRITE_CONCURRENCY` at a time); results in order."""
+
+    def __call__(
+        self, function: Callable[[PlannedDelivery], CreateOutcome | Exception], deliveries: Sequence[PlannedDelivery], /
+    ) -> Iterable[CreateOutcome | Exception]: ...
+
+
 class MessageQueue(Protocol):
     def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str: ...
 
@@ -101,14 +110,6 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class _Item:
-    index: int
-    record: Mapping[str, Any]
-    change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)
-    malformed_reason: str | None
-
-
-@dataclass(frozen=True)
 class _Pending:
     index: int
     delivery: PlannedDelivery
@@ -120,39 +121,6 @@ class _Written:
     created: int
     dead_lettered: int
     failed_at: int | None
-
-
-def sequence_number(record: Mapping[str, Any]) -> str | None:
-    stream = record.get("dynamodb")
-    value = stream.get("SequenceNumber") if isinstance(stream, Mapping) else None
-    return value if isinstance(value, str) else None
-
-
-def _record_ids(record: Mapping[str, Any]) -> dict[str, Any]:
-    """`conversion_id` and `affiliate_id` of a record for the log, as far as its image has them (malformed too)."""
-    stream = record.get("dynamodb")
-    ids: dict[str, Any] = {}
-    if not isinstance(stream, Mapping):
-        return ids
-    for image_key in ("NewImage", "OldImage"):
-        image = stream.get(image_key)
-        if not isinstance(image, Mapping):
-            continue
-        for name in ("conversion_id", "affiliate_id"):
-            value = image.get(name)
-            if name not in ids and isinstance(value, Mapping) and isinstance(value.get("S"), str):
-                ids[name] = value["S"]
-    return ids
-
-
-def _parse(index: int, record: Mapping[str, Any]) -> _Item:
-    try:
-        change = parse_change(record)
-    except MalformedRecordError as exc:
-        return _Item(index, record, None, exc.reason)
-    if change is not None and not is_status_change(change):
-        change = None
-    return _Item(index, record, change, None)
 
 
 class ConversionEvaluator:
@@ -169,6 +137,7 @@ class ConversionEvaluator:
         rules_versions: RulesVersionSource | None = None,
         deliveries_dead_letters: MessageQueue | None = None,
         max_url_bytes: int = DEFAULT_MAX_URL_BYTES,
+        write_map: WriteMap = map,
     ) -> None:
         """`rules_versions` validates the rules cache (see `RulesCache`); without it the TTL alone applies.
 
@@ -185,11 +154,12 @@ class ConversionEvaluator:
         self._rules = rules_cache
         self._ttl_days = delivery_ttl_days
         self._clock = clock
+        self._write_map = write_map
 
     def process(self, records: Sequence[Mapping[str, Any]], metrics: MetricsBatch | None = None) -> BatchResult:
         """Evaluate one batch; counts go to `metrics` (the handler flushes it), one `evaluator.batch` line."""
         now = self._clock()
-        items = [_parse(index, record) for index, record in enumerate(records)]
+        items = [parse_record(index, record) for index, record in enumerate(records)]
         rules, read_failed_at = self._load_rules(items)
         limit = len(items) if read_failed_at is None else read_failed_at
         written = self._write(items[:limit], rules, now, metrics)
@@ -225,7 +195,7 @@ class ConversionEvaluator:
         )
         return result
 
-    def _load_rules(self, items: Sequence[_Item]) -> tuple[dict[str, tuple[Postback, ...]], int | None]:
+    def _load_rules(self, items: Sequence[RecordItem]) -> tuple[dict[str, tuple[Postback, ...]], int | None]:
         """Each distinct affiliate's postbacks, once, in record order; stop at the first failing read."""
         rules: dict[str, tuple[Postback, ...]] = {}
         if any(item.change is not None for item in items):
@@ -269,12 +239,20 @@ class ConversionEvaluator:
 
     def _write(
         self,
-        items: Sequence[_Item],
+        items: Sequence[RecordItem],
         rules: Mapping[str, tuple[Postback, ...]],
         now: datetime,
         metrics: MetricsBatch | None,
     ) -> _Written:
-        """Dead letters and conditional writes, in record order, up to the first record that fails."""
+        """Dead letters and conditional writes, in record order, up to the first record that fails.
+
+        The conditional writes of the whole batch are made first, through `write_map` (concurrently
+        in Lambda: each is a network round trip, and they are independent); their outcomes are
+        then taken in record order, exactly as if each had been made in its turn. A write made for
+        a record after the first failing one is safe to make again (see the module docstring).
+        """
+        matches = self._match_all(items, rules)
+        attempts = self._create_all(items, matches, now)
         pending: list[_Pending] = []
         seen: set[str] = set()
         edits: dict[str, float] = {}  # per affiliate: its newest postback save (epoch seconds)
@@ -289,7 +267,9 @@ class ConversionEvaluator:
                 if item.change is None:
                     continue
                 postbacks = rules[item.change.conversion.affiliate_id]
-                match = match_change(item.change, postbacks, self._max_url_bytes)
+                match = matches[item.index]
+                if isinstance(match, Exception):
+                    raise match
                 for failure in match.failures:
                     self._dead_letter(
                         item.record,
@@ -308,7 +288,7 @@ class ConversionEvaluator:
                     # A flip-flop or a duplicate record within the batch: one write, one message.
                     if delivery.delivery_id in seen:
                         continue
-                    outcome = self._create(item, delivery, now, metrics)
+                    outcome = self._create(item, delivery, attempts[delivery.delivery_id], metrics, now)
                     seen.add(delivery.delivery_id)
                     if outcome is None:
                         dead_lettered += 1
@@ -336,23 +316,65 @@ class ConversionEvaluator:
                     exc_info=True,
                     sequence_number=sequence_number(item.record),
                     reason=type(exc).__name__,
-                    **_record_ids(item.record),
+                    **record_ids(item.record),
                 )
                 # Deliveries of this record already written stay pending: the retry enqueues them.
                 kept = [p for p in pending if p.index < item.index]
                 return _Written(kept, created, dead_lettered, item.index)
         return _Written(pending, created, dead_lettered, None)
 
-    def _create(
-        self, item: _Item, delivery: PlannedDelivery, now: datetime, metrics: MetricsBatch | None
-    ) -> CreateOutcome | None:
-        """The conditional write; None when DynamoDB refuses this delivery for good (the record is dead-lettered)."""
+    def _match_all(
+        self, items: Sequence[RecordItem], rules: Mapping[str, tuple[Postback, ...]]
+    ) -> dict[int, MatchResult | Exception]:
+        """Each status change's match (pure), by record index; a match that raised keeps its exception."""
+        matches: dict[int, MatchResult | Exception] = {}
+        for item in items:
+            if item.change is None or item.change.conversion.affiliate_id not in rules:
+                continue
+            try:
+                postbacks = rules[item.change.conversion.affiliate_id]
+                matches[item.index] = match_change(item.change, postbacks, self._max_url_bytes)
+            except Exception as exc:
+                matches[item.index] = exc
+        return matches
+
+    def _create_all(
+        self, items: Sequence[RecordItem], matches: Mapping[int, MatchResult | Exception], now: datetime
+    ) -> dict[str, CreateOutcome | Exception]:
+        """The conditional write of each delivery the batch matches (once per ID), through `write_map`."""
+        planned: dict[str, PlannedDelivery] = {}
+        too_long: set[str] = set()
+        for item in items:
+            match = matches.get(item.index)
+            if not isinstance(match, MatchResult):
+                continue
+            too_long.update(delivery.delivery_id for delivery in match.too_long)
+            for delivery in match.deliveries:
+                if delivery.delivery_id not in too_long:
+                    planned.setdefault(delivery.delivery_id, delivery)
+        outcomes = self._write_map(lambda delivery: self._attempt_create(delivery, now), list(planned.values()))
+        return dict(zip(planned, outcomes, strict=True))
+
+    def _attempt_create(self, delivery: PlannedDelivery, now: datetime) -> CreateOutcome | Exception:
         try:
             return self._deliveries.create(delivery, now=now, ttl_days=self._ttl_days)
         except Exception as exc:
-            reason = permanent_failure(exc)
-            if reason is None:
-                raise
+            return exc
+
+    def _create(
+        self,
+        item: RecordItem,
+        delivery: PlannedDelivery,
+        attempt: CreateOutcome | Exception,
+        metrics: MetricsBatch | None,
+        now: datetime,
+    ) -> CreateOutcome | None:
+        """The write's outcome; None when DynamoDB refused this delivery for good (the record is dead-lettered)."""
+        if not isinstance(attempt, Exception):
+            return attempt
+        reason = permanent_failure(attempt)
+        if reason is None:
+            raise attempt
         self._dead_letter(
             item.record,
             f"delivery_rejected: {reason} (postback {delivery.postback_id})",
@@ -363,7 +385,9 @@ class ConversionEvaluator:
         )
         return None
 
-    def _dead_letter_poison(self, item: _Item, exc: Exception, now: datetime, metrics: MetricsBatch | None) -> bool:
+    def _dead_letter_poison(
+        self, item: RecordItem, exc: Exception, now: datetime, metrics: MetricsBatch | None
+    ) -> bool:
         """A failure that can never pass for this record: set it aside in the evaluator DLQ, go on (True).
         Transient failures (throttling, 5xx, timeouts, anything unknown): False, the record is reported."""
         reason = permanent_failure(exc)
@@ -407,7 +431,7 @@ class ConversionEvaluator:
             metrics.count(Metric.DELIVERIES_DEAD_LETTERED, reason=REASON_URL_TOO_LONG)
 
     def _requeue_earlier(
-        self, item: _Item, match: MatchResult, postbacks: Sequence[Postback], edited_at: float, seen: set[str]
+        self, item: RecordItem, match: MatchResult, postbacks: Sequence[Postback], edited_at: float, seen: set[str]
     ) -> list[_Pending]:
         """Still-`pending` deliveries an earlier evaluation made for postbacks that no longer fire (edited since):
         queued again. Reads nothing unless the affiliate's newest save (`edited_at`) is that recent."""
@@ -479,7 +503,7 @@ class ConversionEvaluator:
             sequence_number=sequence_number(record),
             postback_id=postback_id,
             reason=kind,
-            **_record_ids(record),
+            **record_ids(record),
         )
         source_arn = record.get("eventSourceARN")
         self._dead_letters.send(

@@ -7,6 +7,7 @@ connection client for DynamoDB, the queue's SQS client), so the code under test 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,18 +39,17 @@ def _throttled() -> tuple[_Response, dict[str, Any]]:
 
 
 class DynamoFault:
-    """Makes PutItem calls from the `fail_from`-th on fail while `active` (every retry too)."""
+    """Makes the PutItem of the deliveries of `five_affiliates`' records from the `fail_from`-th on fail
+    while `active` (every retry too). By record, not by call: the evaluator makes its writes concurrently."""
 
     def __init__(self, fail_from: int, mode: str) -> None:
-        self.fail_from = fail_from
+        self.failing = {delivery_id_for(f"pb_{n}", f"c-{n}", "approved") for n in range(fail_from - 1, 5)}
         self.mode = mode
         self.active = True
-        self.calls = 0
         self.injected = 0
 
-    def __call__(self, **_: Any) -> Any:
-        self.calls += 1
-        if not self.active or self.calls < self.fail_from:
+    def __call__(self, params: dict[str, Any], **_: Any) -> Any:
+        if not self.active or json.loads(params["body"])["Item"]["delivery_id"]["S"] not in self.failing:
             return None
         self.injected += 1
         if self.mode == "raise":

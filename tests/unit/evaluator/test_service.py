@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from functions.core.model import Postback, Scope, delivery_id_for
 from functions.evaluator.rules_cache import RulesCache
-from functions.evaluator.service import ConversionEvaluator
+from functions.evaluator.service import ConversionEvaluator, WriteMap
 from functions.storage.postbacks import RulesVersion
 from tests.support.conversions import conversion, postback
 from tests.support.fakes import InMemoryPlannedDeliveries, InMemoryPostbacks, InMemoryQueue
@@ -22,7 +23,7 @@ NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 
 
 class World:
-    def __init__(self, postbacks: Iterable[Postback]) -> None:
+    def __init__(self, postbacks: Iterable[Postback], write_map: WriteMap = map) -> None:
         self.postbacks = InMemoryPostbacks(postbacks)
         self.deliveries = InMemoryPlannedDeliveries()
         self.queue = InMemoryQueue()
@@ -35,6 +36,7 @@ class World:
             rules_cache=RulesCache(0),
             delivery_ttl_days=90,
             clock=lambda: NOW,
+            write_map=write_map,
         )
 
     def enqueued(self) -> set[str]:
@@ -70,6 +72,43 @@ def test_write_failure_reports_that_record_and_the_retry_completes_every_deliver
     assert len(world.deliveries.items) == 5
     # Records before the failure were enqueued in the first invocation, not again.
     assert len(world.queue.messages) == 5
+
+
+def last_first(function: Callable[[Any], Any], deliveries: Sequence[Any], /) -> Iterable[Any]:
+    """A write map that makes the writes in the opposite order (as concurrent writes may finish)."""
+    return list(reversed([function(delivery) for delivery in reversed(deliveries)]))
+
+
+def test_writes_made_out_of_order_are_reported_in_record_order() -> None:
+    postbacks, records = many_affiliates(5)
+    world = World(postbacks, write_map=last_first)
+    world.deliveries.fail_on_write = 2  # the second write made: record 3's
+    first = world.evaluator.process(records)
+    assert first.failed_sequence_number == sequence_number_of(records[3])
+    # Records 0-2 are complete; record 4 was written (out of order) but not enqueued: the retry does it.
+    assert world.enqueued() == {delivery_id_for(f"pb_{n}", f"c-{n}", "approved") for n in range(3)}
+    assert first.deliveries_created == 3
+    retry = world.evaluator.process(records_from(records, first.failed_sequence_number))
+    assert retry.failed_sequence_number is None
+    assert world.enqueued() == set(world.deliveries.items)
+    assert len(world.deliveries.items) == len(world.queue.messages) == 5
+
+
+def test_concurrent_writes_create_and_enqueue_each_delivery_once_in_record_order() -> None:
+    postbacks, records = many_affiliates(40)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        world = World(postbacks, write_map=pool.map)
+        stream = StreamBuilder(start_sequence=100_000_000_000_000_001_000)
+        flip = conversion(conversion_id="c-3", affiliate_id="aff-3")
+        records += [
+            stream.modify(flip, {**flip, "status": "pending"}),
+            stream.modify({**flip, "status": "pending"}, flip),
+        ]
+        result = world.evaluator.process(records)
+    assert result.failed_sequence_number is None
+    assert result.deliveries_created == 40
+    expected = [delivery_id_for(f"pb_{n}", f"c-{n}", "approved") for n in range(40)]
+    assert [message["delivery_id"] for message in world.queue.messages] == expected
 
 
 def test_refused_queue_entries_report_the_earliest_record_not_enqueued() -> None:

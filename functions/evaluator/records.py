@@ -1,0 +1,51 @@
+"""Stream records as the evaluator sees them: parsed once, with the IDs its log lines and reports name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
+from functions.core.model import ConversionChange
+
+
+@dataclass(frozen=True)
+class RecordItem:
+    index: int
+    record: Mapping[str, Any]
+    change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)
+    malformed_reason: str | None
+
+
+def sequence_number(record: Mapping[str, Any]) -> str | None:
+    stream = record.get("dynamodb")
+    value = stream.get("SequenceNumber") if isinstance(stream, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def record_ids(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`conversion_id` and `affiliate_id` of a record for the log, as far as its image has them (malformed too)."""
+    stream = record.get("dynamodb")
+    ids: dict[str, Any] = {}
+    if not isinstance(stream, Mapping):
+        return ids
+    for image_key in ("NewImage", "OldImage"):
+        image = stream.get(image_key)
+        if not isinstance(image, Mapping):
+            continue
+        for name in ("conversion_id", "affiliate_id"):
+            value = image.get(name)
+            if name not in ids and isinstance(value, Mapping) and isinstance(value.get("S"), str):
+                ids[name] = value["S"]
+    return ids
+
+
+def parse_record(index: int, record: Mapping[str, Any]) -> RecordItem:
+    try:
+        change = parse_change(record)
+    except MalformedRecordError as exc:
+        return RecordItem(index, record, None, exc.reason)
+    if change is not None and not is_status_change(change):
+        change = None
+    return RecordItem(index, record, change, None)

@@ -35,6 +35,7 @@ from bench.report import BenchmarkResult, Row
 from bench.stats import percentile
 from local.receiver import Receiver
 
+RATE_PER_SECOND = 100
 TARGET_P50_SECONDS = 1.0
 TARGET_P99_SECONDS = 2.0
 READY_TIMEOUT_SECONDS = 60.0
@@ -167,8 +168,9 @@ def measure(conversions: int, rate: float) -> tuple[LatencySummary, dict[str, An
 
 
 def run(quick: bool = True) -> BenchmarkResult:
-    conversions = 500 if quick else 1000
-    summary, details = measure(conversions, rate=25.0)
+    # The target load: 100 conversions/s for a minute (two with --full).
+    conversions = RATE_PER_SECOND * (60 if quick else 120)
+    summary, details = measure(conversions, rate=float(RATE_PER_SECOND))
     p50, p95, p99 = (summary.percentile(q) for q in (50.0, 95.0, 99.0))
     note = (
         f"{summary.sent} conversions at {details['rate_per_second']:.0f}/s; "
@@ -221,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.e2e_latency", description=__doc__.splitlines()[0])
-    parser.add_argument("--conversions", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=25.0, help="conversions written per second")
+    parser.add_argument("--conversions", type=int, default=RATE_PER_SECOND * 60)
+    parser.add_argument("--rate", type=float, default=float(RATE_PER_SECOND), help="conversions written per second")
     args = parser.parse_args(argv)
     summary, _ = measure(args.conversions, args.rate)
     p50, p95, p99 = (summary.percentile(q) for q in (50.0, 95.0, 99.0))

@@ -8,12 +8,16 @@ queue -> sender -> tracker, driven by what the other benchmarks measured in this
   of the evaluator costs (benchmark 1: the steady-state batch on moto in-process, minus its CPU,
   over its requests — moto's own work included, so an upper bound for DynamoDB's single-digit
   milliseconds); a batch of approvals makes one conditional PutItem per delivery, one
-  SendMessageBatch per ten, one rules-version GetItem, one after the other;
+  SendMessageBatch per ten, one rules-version GetItem;
 - the sender's batch of ten against a tracker answering in 200 ms (benchmark 3, moto);
 - the write units of a delivery (benchmark 7: create, lease, outcome; the `by_postback` index
   rewritten by each, projection ALL);
 - which postbacks the approvals fire (the benchmark workload's affiliates, Zipf s = 1.1, matched
   with the product's pure `match_change`): deliveries per approval and the busiest postback's share.
+
+A batch's conditional PutItems are made `POSTBACKS_EVALUATOR_WRITE_CONCURRENCY` at a time (the
+settings' default, 16: `functions/settings.py`); the rules-version read, each round of puts and
+each SendMessageBatch follow one another.
 
 Stated, not measured: stream shards = the conversions table's partitions, at least one per 1,000
 writes/s (DynamoDB's per-partition write limit), so 10 at 10,000/s; Lambda polls each shard with
@@ -90,6 +94,7 @@ class Config:
     shards: int
     parallelization_factor: int
     sender_max_concurrency: int
+    evaluator_write_concurrency: int = 16
 
 
 @dataclass(frozen=True)
@@ -110,16 +115,16 @@ class Outcome:
     peak_sqs_requests_per_second: float
 
 
-def evaluator_batch_seconds(costs: Costs, batch: int = EVALUATOR_BATCH) -> float:
-    """One batch of approvals: CPU, then the requests one after the other."""
+def evaluator_batch_seconds(costs: Costs, write_concurrency: int, batch: int = EVALUATOR_BATCH) -> float:
+    """One batch of approvals: CPU, then the version read, the puts `write_concurrency` at a time, the sends."""
     deliveries = batch * costs.deliveries_per_approval
-    requests = 1 + deliveries + math.ceil(deliveries / SENDER_BATCH)  # version read, puts, sends
-    return batch * costs.evaluator_cpu_per_record + requests * costs.evaluator_seconds_per_request
+    rounds = 1 + math.ceil(deliveries / write_concurrency) + math.ceil(deliveries / SENDER_BATCH)
+    return batch * costs.evaluator_cpu_per_record + rounds * costs.evaluator_seconds_per_request
 
 
 def simulate(costs: Costs, config: Config, rate: float = RATE, duration: int = DURATION_SECONDS) -> Outcome:
     """The burst second by second until the stream and the queue are empty (or `MAX_SECONDS`)."""
-    batch_seconds = evaluator_batch_seconds(costs)
+    batch_seconds = evaluator_batch_seconds(costs, config.evaluator_write_concurrency)
     lanes = config.shards * config.parallelization_factor
     evaluator_capacity = lanes * EVALUATOR_BATCH / batch_seconds
     sender_capacity = config.sender_max_concurrency * SENDER_BATCH / costs.sender_batch_seconds
@@ -226,10 +231,13 @@ def template_config(shards: int, template_path: Path = ROOT / "infrastructure" /
     resources = json.loads(template_path.read_text(encoding="utf-8"))["Resources"]
     stream = resources["OnConversionChange"]["Properties"]["Events"]["OnConversionChangeDynamodbEventSource"]
     queue = resources["OnDeliveryMessage"]["Properties"]["Events"]["OnDeliveryMessageSqsEventSource"]
+    from functions.settings import Settings
+
     return Config(
         shards=shards,
         parallelization_factor=int(stream["Properties"].get("ParallelizationFactor", 1)),
         sender_max_concurrency=int(queue["Properties"]["ScalingConfig"]["MaximumConcurrency"]),
+        evaluator_write_concurrency=Settings().evaluator_write_concurrency,
     )
 
 

@@ -19,9 +19,11 @@ COSTS = Costs(
 )
 
 
-def test_a_batch_of_approvals_costs_its_cpu_and_its_requests_one_after_the_other() -> None:
-    # 100 records x 40 us + (1 version read + 100 puts + 10 sends) x 5 ms
-    assert evaluator_batch_seconds(COSTS) == pytest.approx(0.004 + 111 * 0.005)
+def test_a_batch_of_approvals_costs_its_cpu_and_its_rounds_of_requests() -> None:
+    # 100 records x 40 us + (1 version read + 100 puts + 10 sends) x 5 ms, one at a time
+    assert evaluator_batch_seconds(COSTS, write_concurrency=1) == pytest.approx(0.004 + 111 * 0.005)
+    # the puts 16 at a time: 7 rounds
+    assert evaluator_batch_seconds(COSTS, write_concurrency=16) == pytest.approx(0.004 + 18 * 0.005)
 
 
 def test_with_enough_capacity_the_burst_drains_when_it_ends() -> None:
@@ -40,8 +42,9 @@ def test_a_slow_sender_leaves_a_backlog_that_drains_at_its_capacity() -> None:
     assert outcome.peak_queue == pytest.approx(600_000 - 60 * 2_500, rel=0.01)
 
 
-def test_one_lane_per_shard_falls_behind_and_the_stream_ages() -> None:
-    outcome = simulate(COSTS, Config(shards=10, parallelization_factor=1, sender_max_concurrency=1000), duration=60)
+def test_one_lane_per_shard_writing_one_at_a_time_falls_behind_and_the_stream_ages() -> None:
+    config = Config(shards=10, parallelization_factor=1, sender_max_concurrency=1000, evaluator_write_concurrency=1)
+    outcome = simulate(COSTS, config, duration=60)
     assert outcome.evaluator_capacity < 10_000
     assert outcome.peak_stream_age > 60
 
@@ -57,3 +60,4 @@ def test_the_busiest_postback_is_held_to_its_index_key_limit() -> None:
 def test_the_template_sets_what_docs_scaling_md_derives() -> None:
     config = template_config(shards=10)
     assert (config.parallelization_factor, config.sender_max_concurrency) == (10, 100)
+    assert config.evaluator_write_concurrency == 16

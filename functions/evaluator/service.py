@@ -34,7 +34,6 @@ from functions.core.matching import (
     DEFAULT_MAX_URL_BYTES,
     REASON_URL_TOO_LONG,
     MatchResult,
-    PlannedDelivery,
     earlier_deliveries,
     latest_edit,
     match_change,
@@ -46,7 +45,7 @@ from functions.core.messages import (
     unsent_delivery_dead_letter,
 )
 from functions.core.metrics import Metric, MetricsBatch, RecordDeadLetterReason
-from functions.core.model import ConversionChange, Postback, format_timestamp, utc_now
+from functions.core.model import ConversionChange, PlannedDelivery, Postback, format_timestamp, utc_now
 from functions.evaluator.rules_cache import RulesCache
 from functions.logs import Event, log_event
 from functions.storage.deliveries import CreateOutcome

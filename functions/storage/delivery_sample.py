@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from functions.core.dead_letter_index import DEAD_PARTITION
 from functions.core.model import format_timestamp
-from functions.core.redrive import DEAD_PARTITION
 from functions.storage.models import DeliveryModel
 
 DEFAULT_SAMPLE = 2000

@@ -22,7 +22,6 @@ from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
 from functions.audit import log_postback_action
 from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED
 from functions.core.egress import EgressPolicy
-from functions.core.matching import offer_in_scope
 from functions.core.model import Postback, Scope, format_timestamp, new_postback_id, utc_now
 from functions.core.placeholders import BY_NAME, RESTRICTED_NAMES, allowed_for, placeholders_in
 from functions.core.validation import FieldError, PostbackFields, ValidationFailed, ValidationRules, validate_postback
@@ -118,6 +117,8 @@ class WaitingDeliveries(Protocol):
 
 @dataclass(frozen=True)
 class ListResult:
+    """One page of postbacks and the cursor of the next (None: the last)."""
+
     items: list[Postback]
     next_cursor: str | None
 
@@ -303,6 +304,8 @@ class PostbackService:
             raise ValidationFailed(errors)
         predicate: Predicate | None = None
         if offer_id:
+            from functions.core.matching import offer_in_scope  # the firing rules, for this filter only
+
             wanted = offer_id
 
             def predicate(postback: Postback) -> bool:

@@ -79,6 +79,8 @@ class DeliveryRecorder(Protocol):
 
 @dataclass(frozen=True)
 class PostbackTestOutcome:
+    """What a test fire sent and what the tracker answered (the body of `POST /postbacks/{id}/test`)."""
+
     delivery_id: str
     url: str
     classification: Classification

@@ -58,6 +58,8 @@ class RenderFailure:
 
 @dataclass(frozen=True)
 class MatchResult:
+    """What a change fires: the deliveries, the URLs that could not be rendered, those too long."""
+
     deliveries: tuple[PlannedDelivery, ...]
     failures: tuple[RenderFailure, ...]
     # Matches whose rendered URL is over the limit, the URL cut to it: recorded `url_too_long`, never sent.

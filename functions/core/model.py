@@ -55,6 +55,8 @@ ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.IN_FLIGHT, Deliv
 
 @dataclass(frozen=True)
 class Postback:
+    """A postback: which conversion changes fire it (scope, offers, types, statuses) and the URL it sends."""
+
     id: str
     affiliate_id: str
     scope: Scope

@@ -151,6 +151,8 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
+    """What a redrive or a recovery does with one dead letter or delivery, and why."""
+
     action: Action
     why: str
 

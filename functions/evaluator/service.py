@@ -101,6 +101,8 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class _Item:
+    """One stream record of a batch, parsed."""
+
     index: int
     record: Mapping[str, Any]
     change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)
@@ -109,12 +111,16 @@ class _Item:
 
 @dataclass(frozen=True)
 class _Pending:
+    """A planned delivery and the index of the record it came from."""
+
     index: int
     delivery: PlannedDelivery
 
 
 @dataclass(frozen=True)
 class _Written:
+    """What writing a batch created, and the index of the first record whose write failed (None: none)."""
+
     pending: list[_Pending]
     created: int
     dead_lettered: int

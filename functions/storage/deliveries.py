@@ -85,6 +85,8 @@ PAGE_KEY_ATTRIBUTES = frozenset({"delivery_id", "postback_id", "created_at"})
 
 @dataclass(frozen=True)
 class DeliveryPage:
+    """One page of a postback's delivery records, newest first."""
+
     items: tuple[Delivery, ...]
     # Where the next page starts (PAGE_KEY_ATTRIBUTES); None on the last page.
     last_key: dict[str, str] | None

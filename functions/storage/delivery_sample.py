@@ -36,6 +36,8 @@ PAGE_ITEMS = 1000
 
 @dataclass(frozen=True)
 class StateSample:
+    """Deliveries by state in a recent window (a bounded Scan), and the dead-lettered ones (the index)."""
+
     since: str
     states: dict[str, int]  # state -> deliveries updated since `since`, among those read
     read: int  # items the Scan read

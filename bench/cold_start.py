@@ -37,18 +37,19 @@ HANDLERS = {
     "app": "app.app",
 }
 # What the first invocation imports that the handler module defers (the composition root's lazy
-# getters; the SQS client imports boto3 when it is built).
+# getters; the SQS client is created from a botocore session when it is built).
 FIRST_EVENT_IMPORTS = {
     "functions.evaluator.handler": (
         "functions.evaluator.service",
         "functions.storage.deliveries",
         "functions.storage.postbacks",
         "functions.storage.queues",
-        "boto3",
+        "botocore.session",
     ),
-    "functions.sender.handler": ("functions.sender.service", "boto3"),
-    # The first request builds the repository (pynamodb, botocore) and verifies a token (PyJWT).
-    "app": ("functions.api.service", "functions.storage.postbacks", "jwt"),
+    "functions.sender.handler": ("functions.sender.service", "botocore.session"),
+    # The first request builds the repository (pynamodb, botocore) and verifies a token (PyJWT); a
+    # first request with a body (create, patch, test fire) checks it with pydantic's request models.
+    "app": ("functions.api.service", "functions.storage.postbacks", "jwt", "functions.api.body_shapes"),
 }
 TARGET_MS = 300.0
 # The API's import against the evaluator's "ready for its first event" (bound by the AWS SDK it

@@ -238,7 +238,7 @@ def _run_in_memory(servers: list[SlowReceiver], runs: int) -> dict[str, Any]:
 def _run_moto(counter: RequestCounter, servers: list[SlowReceiver], runs: int, boto3: Any) -> dict[str, Any]:
     """(i) The real handler, resolved by its handler string, on moto in-process."""
     from functions import bootstrap
-    from functions.core.matching import PlannedDelivery
+    from functions.core.model import PlannedDelivery
     from infrastructure.resources import create_all
     from local.lambda_runtime import LambdaContext, resolve_handler, sqs_event_record
 

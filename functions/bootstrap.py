@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AwsClientLimits:
-    """Timeouts and attempts of the boto3 clients this process builds."""
+    """Timeouts and attempts of the AWS clients this process builds."""
 
     connect_timeout: float
     read_timeout: float
@@ -107,6 +107,22 @@ def new_metrics_batch() -> MetricsBatch:
     return MetricsBatch(stage=stage) if _metrics_writer is None else MetricsBatch(stage=stage, write=_metrics_writer)
 
 
+@functools.cache
+def _aws_session() -> Any:
+    """The botocore session the AWS clients of this process are created from.
+
+    botocore directly, not boto3: boto3's import adds s3transfer, multiprocessing and pickle
+    (about 25 ms of a cold start, docs/performance.md) for nothing these clients use.
+    """
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def _aws_client(service: str, region: str, config: Any) -> Any:
+    return _aws_session().create_client(service, region_name=region, config=config)
+
+
 def _client_config(max_pool_connections: int = 10) -> Any:
     from botocore.config import Config
 
@@ -125,36 +141,26 @@ def sqs_client() -> Any:
     Created on one thread: the sender's batch workers share it, with a connection per worker so
     none waits for the pool.
     """
-    import boto3
-
     config = settings()
-    return boto3.client(
-        "sqs", region_name=config.region, config=_client_config(max_pool_connections=config.sender_max_concurrency)
-    )
+    return _aws_client("sqs", config.region, _client_config(max_pool_connections=config.sender_max_concurrency))
 
 
 @functools.cache
 def dynamodb_streams_client() -> Any:
     """The client that reads the conversions stream back (the replay of a stream batch failure)."""
-    import boto3
-
-    return boto3.client("dynamodbstreams", region_name=settings().region, config=_client_config())
+    return _aws_client("dynamodbstreams", settings().region, _client_config())
 
 
 @functools.cache
 def cloudformation_client() -> Any:
     """The on-call tools' client for reading a stack's outputs (`--stack`)."""
-    import boto3
-
-    return boto3.client("cloudformation", region_name=settings().region, config=_client_config())
+    return _aws_client("cloudformation", settings().region, _client_config())
 
 
 @functools.cache
 def cloudwatch_client() -> Any:
     """The on-call tools' client for queue ages and alarm states (`status`)."""
-    import boto3
-
-    return boto3.client("cloudwatch", region_name=settings().region, config=_client_config())
+    return _aws_client("cloudwatch", settings().region, _client_config())
 
 
 @functools.cache
@@ -194,11 +200,9 @@ def token_rules() -> TokenRules:
 
     config = settings()
     if config.jwt_secret_arn is not None:
-        import boto3
-
         from functions.storage.secrets import read_secret_string, region_of
 
-        client = boto3.client("secretsmanager", region_name=region_of(config.jwt_secret_arn), config=_client_config())
+        client = _aws_client("secretsmanager", region_of(config.jwt_secret_arn), _client_config())
         secret = read_secret_string(config.jwt_secret_arn, client)
         problem = weak_jwt_secret_problem(secret)
         if problem is not None:
@@ -409,6 +413,7 @@ def host_guard() -> HostGuard:
 _GETTERS = (
     settings,
     evaluator_writers,
+    _aws_session,
     token_rules,
     sqs_client,
     dynamodb_streams_client,

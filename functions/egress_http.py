@@ -94,6 +94,8 @@ class HttpErrorCode(StrEnum):
 
 @dataclass(frozen=True)
 class HttpOutcome:
+    """The result of one GET: the status, or the error that prevented one, and what the answer held."""
+
     status_code: int | None  # None when no response
     error: str | None  # an HttpErrorCode value, or None
     duration_ms: int

@@ -147,6 +147,8 @@ def parse_name_list(raw: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Settings:
+    """The process's configuration, read from the environment once (`load_settings`)."""
+
     stage: str = "local"
     # `POSTBACKS_LOCAL_MODE=1`: a developer's machine or the tests (`make run`, local/, tests/).
     local_mode: bool = True

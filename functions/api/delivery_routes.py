@@ -22,6 +22,7 @@ from chalice.app import Response
 
 from functions import bootstrap
 from functions.api.blueprint import api
+from functions.api.bodies import delivery_list_body, dumps, fire_result_body
 from functions.api.errors import maps_errors
 from functions.api.routes import (
     JSON_CONTENT_TYPES,
@@ -33,36 +34,6 @@ from functions.api.routes import (
     known_query,
     query_param,
 )
-from functions.api.schemas import DeliveryAttemptOut, DeliveryList, DeliveryOut, TestFireResult, TestOutcome
-from functions.core.model import Delivery
-
-
-def delivery_out(record: Delivery) -> DeliveryOut:
-    return DeliveryOut(
-        id=record.delivery_id,
-        conversion_id=record.conversion_id,
-        status=record.conversion_status,
-        url=record.url,
-        state=record.state.value,
-        reason=record.reason,
-        attempts=[
-            DeliveryAttemptOut(
-                number=attempt.number,
-                at=attempt.at,
-                outcome=attempt.outcome,
-                status_code=attempt.status_code,
-                duration_ms=attempt.duration_ms,
-                error=attempt.error,
-                response_excerpt=attempt.response_excerpt,
-            )
-            for attempt in record.attempts
-        ],
-        next_attempt_at=record.next_attempt_at,
-        created_at=record.created_at,
-        test=record.is_test,
-        host_paused_until=record.host_paused_until,
-        host_pause_waits=record.host_pause_waits,
-    )
 
 
 def _optional_json_body() -> Any:
@@ -77,23 +48,20 @@ def _optional_json_body() -> Any:
 def list_deliveries(id: str) -> Response:
     known_query("limit", "cursor")
     log = bootstrap.delivery_service().log(caller(), id, limit=query_param("limit"), cursor=query_param("cursor"))
-    listing = DeliveryList(items=[delivery_out(record) for record in log.items], next_cursor=log.next_cursor)
-    return json_response(listing.model_dump_json())
+    return json_response(dumps(delivery_list_body(log.items, log.next_cursor)))
 
 
 @api.route("/postbacks/{id}/test", methods=["POST"], content_types=JSON_CONTENT_TYPES, **PROTECTED)
 @maps_errors
 def fire_postback_test(id: str) -> Response:
     outcome = bootstrap.delivery_service().test(caller(), id, _optional_json_body)
-    result = TestFireResult(
-        delivery_id=outcome.delivery_id,
-        url=outcome.url,
-        outcome=TestOutcome(
-            status_code=outcome.status_code,
-            duration_ms=outcome.duration_ms,
-            error=outcome.error,
-            classification=outcome.classification.outcome.value,
-            delivered=outcome.delivered,
-        ),
+    result = fire_result_body(
+        outcome.delivery_id,
+        outcome.url,
+        status_code=outcome.status_code,
+        duration_ms=outcome.duration_ms,
+        error=outcome.error,
+        classification=outcome.classification.outcome.value,
+        delivered=outcome.delivered,
     )
-    return json_response(result.model_dump_json())
+    return json_response(dumps(result))

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
 from functions.api.service import Principal
-from functions.api.testfire import ConversionValue, PostbackTestOutcome, parse_test_body
 from functions.audit import log_postback_action
 from functions.core.masking import mask_restricted_values
 from functions.core.model import Delivery, Postback
 from functions.core.placeholders import RESTRICTED_NAMES
-from functions.core.rendering import RenderError
 from functions.core.validation import FieldError, ValidationFailed
 
 if TYPE_CHECKING:  # the storage stack (pynamodb, botocore) loads with the first request, not with the API
+    from functions.api.testfire import ConversionValue, PostbackTestOutcome
     from functions.storage.deliveries import DeliveryPage
 
 
@@ -70,6 +69,8 @@ class TestFiresLimited(Exception):
 
 @dataclass(frozen=True)
 class DeliveryLog:
+    """One page of a postback's delivery log, newest first, and the cursor of the next (None: the last)."""
+
     items: tuple[Delivery, ...]
     next_cursor: str | None
 
@@ -127,6 +128,10 @@ class DeliveryService:
         `read_body` parses the request body; it is called once the postback is known to be
         visible, so a caller learns nothing about another affiliate's postback from a bad body.
         """
+        # The test fire's rules (sample conversion, rendering) load with the first test fire, not with the API.
+        from functions.api.testfire import parse_test_body
+        from functions.core.rendering import RenderError
+
         postback = self._postbacks.get(caller, postback_id)
         overrides = parse_test_body(read_body())
         # POSTBACKS_TEST_FIRES_PER_MINUTE per postback (docs/contract.md §5), counted once the request is valid.

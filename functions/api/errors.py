@@ -20,8 +20,8 @@ from chalice.app import Request, Response
 
 from functions.api.auth import AuthenticationError
 from functions.api.blueprint import api
+from functions.api.bodies import dumps, problem_body
 from functions.api.delivery_service import TestFiresLimited
-from functions.api.schemas import FieldProblem, Problem
 from functions.api.service import Forbidden, LimitReached, PostbackNotFound, PreconditionFailed
 from functions.core.validation import FieldError, ValidationFailed
 from functions.logs import Event, log_event
@@ -59,17 +59,11 @@ def problem(
     errors: Sequence[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    document = Problem(
-        type=PROBLEM_BASE + slug if slug else "about:blank",
-        title=title or TITLES.get(status, "Error"),
-        status=status,
-        detail=detail,
-        errors=[FieldProblem(field=error.field, message=error.message) for error in errors]
-        if errors is not None
-        else None,
+    document = problem_body(
+        PROBLEM_BASE + slug if slug else "about:blank", title or TITLES.get(status, "Error"), status, detail, errors
     )
     return Response(
-        body=document.model_dump_json(exclude_none=True),
+        body=dumps(document),
         status_code=status,
         headers={"Content-Type": PROBLEM_CONTENT_TYPE, **(headers or {})},
     )

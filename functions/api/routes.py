@@ -6,7 +6,7 @@ result; errors become problem documents (`functions.api.errors`). `/health` and
 `/openapi.json` need no token; everything else does (`Authorization: Bearer <JWT>`).
 
 The delivery log and test fire (`functions.api.delivery_routes`) register on the same blueprint
-and reuse `caller()`, `json_body()` and the helpers of `errors`, `pagination` and `schemas`.
+and reuse `caller()`, `json_body()` and the helpers of `errors`, `pagination` and `bodies`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,17 @@ from chalice.app import Request, Response
 from functions import bootstrap, settings
 from functions.api.auth import authenticate, jwt_authorizer
 from functions.api.blueprint import api
+from functions.api.bodies import (
+    dumps,
+    health_body,
+    parameter_catalogue_body,
+    postback_body,
+    postback_list_body,
+    signing_secret_body,
+)
 from functions.api.errors import BodyTooLarge, MalformedRequest, UnsupportedMediaType, maps_errors
 from functions.api.host_status import host_pauses
 from functions.api.links import public_path
-from functions.api.schemas import Health, Parameter, ParameterCatalogue, PostbackList, PostbackOut, SigningSecretOut
 from functions.api.service import Principal
 from functions.core.model import CONVERSION_STATUSES, Postback
 from functions.core.placeholders import CATALOGUE
@@ -91,8 +98,7 @@ def postback_response(postback: Postback, status_code: int = 200, created: bool 
     if created:
         headers["Location"] = public_path(current_request(), f"/postbacks/{postback.id}")
     paused_until = host_pauses([postback])[postback.id]
-    body = PostbackOut.from_domain(postback, paused_until).model_dump_json()
-    return Response(body=body, status_code=status_code, headers=headers)
+    return Response(body=dumps(postback_body(postback, paused_until)), status_code=status_code, headers=headers)
 
 
 def json_response(body: str, status_code: int = 200) -> Response:
@@ -101,7 +107,7 @@ def json_response(body: str, status_code: int = 200) -> Response:
 
 @api.route("/health", methods=["GET"])
 def health() -> Response:
-    return json_response(Health(status="ok").model_dump_json())
+    return json_response(dumps(health_body("ok")))
 
 
 @api.route("/openapi.json", methods=["GET"])
@@ -115,13 +121,7 @@ def openapi() -> Response:
 @maps_errors
 def parameters() -> Response:
     caller()
-    catalogue = ParameterCatalogue(
-        parameters=[
-            Parameter(name=p.name, label=p.label, description=p.description, restricted=p.restricted) for p in CATALOGUE
-        ],
-        conversion_statuses=list(CONVERSION_STATUSES),
-    )
-    return json_response(catalogue.model_dump_json())
+    return json_response(dumps(parameter_catalogue_body(CATALOGUE, CONVERSION_STATUSES)))
 
 
 @api.route("/postbacks", methods=["POST"], content_types=JSON_CONTENT_TYPES, **PROTECTED)
@@ -145,9 +145,8 @@ def list_postbacks() -> Response:
         cursor=query_param("cursor"),
     )
     paused = host_pauses(result.items)
-    items = [PostbackOut.from_domain(p, paused[p.id]) for p in result.items]
-    listing = PostbackList(items=items, next_cursor=result.next_cursor)
-    return json_response(listing.model_dump_json())
+    items = [postback_body(postback, paused[postback.id]) for postback in result.items]
+    return json_response(dumps(postback_list_body(items, result.next_cursor)))
 
 
 @api.route("/postbacks/{id}", methods=["GET"], **PROTECTED)
@@ -177,7 +176,7 @@ def delete_postback(id: str) -> Response:
 def signing_secret_response(secret: str) -> Response:
     # Never cached by a browser or a proxy.
     headers: dict[str, str | list[str]] = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-    return Response(body=SigningSecretOut(secret=secret).model_dump_json(), status_code=200, headers=headers)
+    return Response(body=dumps(signing_secret_body(secret)), status_code=200, headers=headers)
 
 
 @api.route("/postbacks/{id}/signing-secret", methods=["GET"], **PROTECTED)

@@ -1,7 +1,9 @@
 """Request and response bodies of the HTTP API (docs/contract.md §5), as pydantic models.
 
-One source for two things: request parsing (JSON types, required fields, unknown fields) and the
-OpenAPI document (`functions.api.openapi`). Value rules (formats, scope consistency, the URL and
+One source for two things: request parsing (JSON types, required fields, unknown fields;
+`functions.api.body_shapes`) and the OpenAPI document (`functions.api.openapi`). The routes send
+the response bodies as plain dicts (`functions.api.bodies`, held to these models by a test), so
+only a request with a body loads pydantic. Value rules (formats, scope consistency, the URL and
 its placeholders) live in `functions.core.validation`, so that a PATCH is checked on the merged
 result; the JSON Schema of each field still documents them, built from the same constants.
 """
@@ -30,7 +32,7 @@ from functions.api.schema_rules import (
     test_status_pattern,
     url_template_pattern,
 )
-from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, DeliveryState, Postback
+from functions.core.model import CONVERSION_STATUSES, CONVERSION_TYPE_PATTERN, DeliveryState
 from functions.core.signing import SECRET_PATTERN
 from functions.core.validation import MAX_DELAY_SECONDS, MAX_OFFER_ID_LENGTH, SCOPES
 
@@ -112,7 +114,8 @@ class Schema(BaseModel):
     """The base of every body here: its validator and serializer are built on first use, not at import.
 
     Building them for every model at import was a large part of the API's cold start
-    (docs/performance.md); an invocation now builds only what its route uses. Behaviour is unchanged.
+    (docs/performance.md); a request builds only the request model it checks, and the
+    OpenAPI document the rest.
     """
 
     model_config = ConfigDict(defer_build=True)
@@ -193,30 +196,6 @@ class PostbackOut(Schema):
         default=None,
         description="Until when the postback's host is paused after repeated failures (ISO 8601 UTC); null if not",
     )
-
-    @classmethod
-    def from_domain(cls, postback: Postback, host_paused_until: str | None = None) -> PostbackOut:
-        return cls(
-            id=postback.id,
-            affiliate_id=postback.affiliate_id,
-            scope=postback.scope.value,
-            included_offer_ids=list(postback.included_offer_ids),
-            excluded_offer_ids=list(postback.excluded_offer_ids),
-            conversion_types=list(postback.conversion_types),
-            conversion_statuses=list(postback.conversion_statuses),
-            url=postback.url,
-            enabled=postback.enabled,
-            delay_seconds=postback.delay_seconds,
-            created_at=postback.created_at,
-            updated_at=postback.updated_at,
-            version=postback.version,
-            created_by=postback.created_by,
-            updated_by=postback.updated_by,
-            last_success_at=postback.last_success_at,
-            consecutive_failures=postback.consecutive_failures,
-            last_failure_reason=postback.last_failure_reason,
-            host_paused_until=host_paused_until,
-        )
 
 
 class SigningSecretOut(Schema):

@@ -18,14 +18,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
-
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
-from functions.api.schemas import PostbackCreate, PostbackPatch
 from functions.audit import log_postback_action
 from functions.core.classification import REASON_POSTBACK_DELETED, REASON_POSTBACK_DISABLED
 from functions.core.egress import EgressPolicy
-from functions.core.matching import offer_in_scope
 from functions.core.model import Postback, Scope, format_timestamp, new_postback_id, utc_now
 from functions.core.placeholders import BY_NAME, RESTRICTED_NAMES, allowed_for, placeholders_in
 from functions.core.validation import FieldError, PostbackFields, ValidationFailed, ValidationRules, validate_postback
@@ -121,36 +117,10 @@ class WaitingDeliveries(Protocol):
 
 @dataclass(frozen=True)
 class ListResult:
+    """One page of postbacks and the cursor of the next (None: the last)."""
+
     items: list[Postback]
     next_cursor: str | None
-
-
-def field_name(location: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the JSON field it names: `conversion_statuses[1]`."""
-    name = ""
-    for part in location:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or "body"
-
-
-def _shape_errors(schema: type[BaseModel], body: Mapping[str, Any]) -> list[FieldError]:
-    try:
-        schema.model_validate(body)
-    except ValidationError as exc:
-        errors = []
-        for error in exc.errors():
-            message = "unknown field" if error["type"] == "extra_forbidden" else str(error["msg"])
-            errors.append(FieldError(field_name(tuple(error["loc"])), message))
-        return errors
-    return []
-
-
-def _well_typed(body: Mapping[str, Any], errors: list[FieldError]) -> PostbackPatch:
-    """The fields of `body` that passed the shape check (so their values can be checked too)."""
-    bad = {error.field.split("[", 1)[0].split(".", 1)[0] for error in errors}
-    return PostbackPatch.model_validate(
-        {name: value for name, value in body.items() if name in PostbackPatch.model_fields and name not in bad}
-    )
 
 
 def parse_if_match(header: str | None) -> list[int | None] | None:
@@ -228,9 +198,12 @@ class PostbackService:
     def create(self, caller: Principal, body: Any) -> Postback:
         if not isinstance(body, dict):
             raise ValidationFailed([FieldError("body", "must be a JSON object")])
-        errors = _shape_errors(PostbackCreate, body)
+        # pydantic and the request models load with the first request that has a body (docs/performance.md).
+        from functions.api.body_shapes import create_errors, well_typed
+
+        errors = create_errors(body)
         affiliate_id = self._owner_for_create(caller, body.get("affiliate_id"), errors)
-        fields = _well_typed(body, errors)
+        fields = well_typed(body, errors)
         given = fields.model_fields_set
         bad = {error.field.split("[", 1)[0] for error in errors}
 
@@ -331,6 +304,8 @@ class PostbackService:
             raise ValidationFailed(errors)
         predicate: Predicate | None = None
         if offer_id:
+            from functions.core.matching import offer_in_scope  # the firing rules, for this filter only
+
             wanted = offer_id
 
             def predicate(postback: Postback) -> bool:
@@ -377,11 +352,13 @@ class PostbackService:
         raise PreconditionFailed("the postback is being changed concurrently; retry")
 
     def _merge(self, caller: Principal, current: Postback, body: Mapping[str, Any]) -> Postback:
-        errors = _shape_errors(PostbackPatch, body)
+        from functions.api.body_shapes import patch_errors, well_typed
+
+        errors = patch_errors(body)
         requested_owner = body.get("affiliate_id")
         if isinstance(requested_owner, str) and requested_owner != current.affiliate_id:
             errors.append(FieldError("affiliate_id", "cannot be changed"))
-        patch = _well_typed(body, errors)
+        patch = well_typed(body, errors)
         given = patch.model_fields_set
         values: dict[str, Any] = {name: getattr(current, name) for name in DEFINITION_FIELDS}
         values.update({name: getattr(patch, name) for name in DEFINITION_FIELDS if name in given})

@@ -18,10 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
-from functions.api.schemas import TestConversion
-from functions.api.service import PostbackNotFound, field_name
+from functions.api.service import PostbackNotFound
 from functions.core.attempts import HttpGetter, attempt_of
 from functions.core.classification import Classification, classify
 from functions.core.conversion import normalise_status
@@ -82,6 +79,8 @@ class DeliveryRecorder(Protocol):
 
 @dataclass(frozen=True)
 class PostbackTestOutcome:
+    """What a test fire sent and what the tracker answered (the body of `POST /postbacks/{id}/test`)."""
+
     delivery_id: str
     url: str
     classification: Classification
@@ -108,22 +107,10 @@ def parse_test_body(body: Any) -> dict[str, ConversionValue | None]:
     """
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
-    errors: list[FieldError] = []
-    try:
-        values: dict[str, Any] = TestConversion.model_validate(body).model_dump(exclude_unset=True)
-    except ValidationError as exc:
-        for error in exc.errors():
-            # Keep the attribute and list indexes; drop the union-member tags (`payout.int`).
-            location = error["loc"]
-            name = field_name((location[0], *(part for part in location[1:] if isinstance(part, int))))
-            if name not in {known.field for known in errors}:
-                message = "unknown field" if error["type"] == "extra_forbidden" else str(error["msg"])
-                errors.append(FieldError(name, message))
-        # The fields pydantic did not report are well typed: check their values too.
-        bad = {str(error["loc"][0]) for error in exc.errors()}
-        values = {
-            name: value for name, value in body.items() if name in TestConversion.model_fields and name not in bad
-        }
+    # pydantic and the request models load with the first request that has a body (docs/performance.md).
+    from functions.api.body_shapes import overrides_shape
+
+    values, errors = overrides_shape(body)
     overrides: dict[str, ConversionValue | None] = {}
     for name, value in values.items():
         if value is None:

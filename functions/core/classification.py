@@ -46,6 +46,8 @@ REASON_POSTBACK_DISABLED = "postback_disabled"
 
 @dataclass(frozen=True)
 class Classification:
+    """How an attempt ended (`classify`): its outcome class, why, and how a retry is to be scheduled."""
+
     outcome: OutcomeClass
     # Why it failed: `http_503`, `timeout`, `gone`, ...; None when delivered.
     reason: str | None

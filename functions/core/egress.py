@@ -21,8 +21,6 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-import idna
-
 from functions.core.metadata import is_metadata_address
 
 IPAddress = IPv4Address | IPv6Address
@@ -253,6 +251,8 @@ def _normalise_name(host: str) -> str:
     if name.isascii():
         ascii_name = name.lower()
     else:
+        import idna  # only for internationalised names: most hosts are ASCII (no cost at import)
+
         try:
             ascii_name = idna.encode(name, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
@@ -282,6 +282,8 @@ def _uts46_mapped(host: str) -> str:
     """
     if host.isascii():
         return host
+    import idna
+
     try:
         return str(idna.uts46_remap(host, std3_rules=False, transitional=False))
     except (idna.IDNAError, ValueError):

@@ -10,6 +10,8 @@ WINDOW_SECONDS = 60
 
 @dataclass(frozen=True)
 class FireWindow:
+    """The current test-fire window of a postback and how long until the next one."""
+
     start: int  # epoch seconds, a multiple of WINDOW_SECONDS
     retry_after: int  # whole seconds until the next window starts (at least 1)
 

@@ -26,6 +26,8 @@ MAX_PAUSE_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class HostPausePolicy:
+    """When a host is paused after failures, for how long, and how long a probe may take."""
+
     # Consecutive failed attempts that pause a host; 0 turns pausing off.
     pause_after: int = 5
     # The first pause; each failed probe doubles it, up to `max_pause_seconds`.
@@ -74,6 +76,8 @@ class GateAction(StrEnum):
 
 @dataclass(frozen=True)
 class Gate:
+    """What a delivery to a host may do now: send, probe, or wait until `until` (epoch seconds)."""
+
     action: GateAction
     until: float | None = None
 

@@ -33,26 +33,15 @@ import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 
-from functions.core.model import ConversionChange, Postback, Scope, delivery_id_for, parse_timestamp
+from functions.core.model import (
+    ConversionChange,
+    PlannedDelivery,
+    Postback,
+    Scope,
+    delivery_id_for,
+    parse_timestamp,
+)
 from functions.core.rendering import ChangeValues, RenderError, render_change_url, template_host
-
-
-@dataclass(frozen=True)
-class PlannedDelivery:
-    """One match, rendered: what the delivery record is created from."""
-
-    delivery_id: str
-    postback_id: str
-    affiliate_id: str
-    conversion_id: str
-    conversion_status: str
-    previous_status: str | None
-    offer_id: str
-    url: str
-    target_host: str
-    # The first attempt waits this long after the match (the postback's `delay_seconds`).
-    delay_seconds: int = 0
-
 
 # docs/contract.md §2: a rendered URL longer than this (UTF-8 bytes) is not sent.
 DEFAULT_MAX_URL_BYTES = 8192
@@ -69,6 +58,8 @@ class RenderFailure:
 
 @dataclass(frozen=True)
 class MatchResult:
+    """What a change fires: the deliveries, the URLs that could not be rendered, those too long."""
+
     deliveries: tuple[PlannedDelivery, ...]
     failures: tuple[RenderFailure, ...]
     # Matches whose rendered URL is over the limit, the URL cut to it: recorded `url_too_long`, never sent.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from functions.core.matching import PlannedDelivery
+    from functions.core.model import PlannedDelivery
 
 MESSAGE_VERSION = 1
 REASON_MALFORMED_MESSAGE = "malformed_message"

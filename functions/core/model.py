@@ -50,10 +50,13 @@ class DeliveryState(StrEnum):
 TERMINAL_STATES = frozenset(
     {DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED, DeliveryState.CANCELLED}
 )
+ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.IN_FLIGHT, DeliveryState.RETRYING})
 
 
 @dataclass(frozen=True)
 class Postback:
+    """A postback: which conversion changes fire it (scope, offers, types, statuses) and the URL it sends."""
+
     id: str
     affiliate_id: str
     scope: Scope
@@ -153,6 +156,23 @@ class Delivery:
             if attempt.status_code is not None:
                 return attempt.status_code
         return None
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    """One match, rendered (`functions.core.matching`): what the delivery record is created from."""
+
+    delivery_id: str
+    postback_id: str
+    affiliate_id: str
+    conversion_id: str
+    conversion_status: str
+    previous_status: str | None
+    offer_id: str
+    url: str
+    target_host: str
+    # The first attempt waits this long after the match (the postback's `delay_seconds`).
+    delay_seconds: int = 0
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class Source(StrEnum):
 
 @dataclass(frozen=True)
 class Placeholder:
+    """A `{placeholder}` a postback URL may use: where its value comes from, whether it is restricted."""
+
     name: str
     label: str
     description: str

@@ -28,21 +28,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from functions.core.dead_letter_index import AT_RISK_PARTITION, REDRIVING_PARTITION
 from functions.core.messages import REASON_MALFORMED_MESSAGE, REASON_UNKNOWN_DELIVERY
-from functions.core.model import Delivery, DeliveryState, format_timestamp, parse_timestamp
-
-# The partitions of the deliveries table's sparse `by_dead_letter` index (`dead_letter_partition`).
-DEAD_PARTITION = "dead"
-REDRIVING_PARTITION = "redriving"
-# An active delivery whose message SQS received so often that the queue's redrive policy may move it
-# to the DLQ (written by the sender on that failure path only): `recover` queues it again.
-AT_RISK_PARTITION = "at_risk"
+from functions.core.model import ACTIVE_STATES, Delivery, DeliveryState, parse_timestamp
 
 # Dead-lettered at match time, never attempted: nothing a redrive could send (`url_too_long`).
 NEVER_SENT_REASONS = frozenset({"url_too_long"})
 CLAIMABLE_STATES = frozenset({DeliveryState.DEAD_LETTERED, DeliveryState.FAILED})
 FINISHED_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.CANCELLED})
-ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.IN_FLIGHT, DeliveryState.RETRYING})
 
 
 class MessageKind(StrEnum):
@@ -158,6 +151,8 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
+    """What a redrive or a recovery does with one dead letter or delivery, and why."""
+
     action: Action
     why: str
 
@@ -229,11 +224,3 @@ def decide_for_record(record: Delivery, now: datetime, abandoned_after_seconds: 
 
 def recover_token(run_id: str) -> str:
     return f"recover:{run_id}"
-
-
-def index_bounds(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
-    """`by_dead_letter` range-key bounds (ISO text sorts in time order), inclusive since, exclusive until."""
-    return (
-        format_timestamp(since) if since is not None else None,
-        format_timestamp(until) if until is not None else None,
-    )

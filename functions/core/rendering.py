@@ -145,6 +145,8 @@ class ChangeValues(dict[str, str]):
 
 @dataclass(frozen=True)
 class _Template:
+    """A URL template split once around its placeholders (cached per template)."""
+
     literals: tuple[str, ...]  # len(names) + 1 pieces of literal text around the placeholders
     names: tuple[str, ...]
     components: tuple[Component, ...]

@@ -41,6 +41,8 @@ class StopReason(StrEnum):
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """The retry schedule: its waits and deadline as multiples of `base_seconds`, and the attempts allowed."""
+
     base_seconds: float = 30.0
     max_attempts: int = 13
 

@@ -25,6 +25,8 @@ SCOPES: tuple[str, ...] = tuple(scope.value for scope in Scope)
 
 @dataclass(frozen=True)
 class FieldError:
+    """One invalid field of a request and what is wrong with it (`field` as JSON names it)."""
+
     field: str
     message: str
 

@@ -12,6 +12,8 @@ from functions.core.model import ConversionChange
 
 @dataclass(frozen=True)
 class RecordItem:
+    """One stream record of a batch, parsed."""
+
     index: int
     record: Mapping[str, Any]
     change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)

@@ -54,6 +54,8 @@ Loader = Callable[[str], list[Postback]]
 
 @dataclass(frozen=True)
 class _Entry:
+    """One affiliate's cached postbacks and what keeps them valid."""
+
     loaded_at: float  # `clock` time
     version: int | None  # the rules version observed before the read; None when it was unknown
     durable: bool  # lives until the version changes (else only `ttl_seconds`)

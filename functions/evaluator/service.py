@@ -33,7 +33,6 @@ from functions.core.matching import (
     DEFAULT_MAX_URL_BYTES,
     REASON_URL_TOO_LONG,
     MatchResult,
-    PlannedDelivery,
     earlier_deliveries,
     latest_edit,
     match_change,
@@ -45,7 +44,7 @@ from functions.core.messages import (
     unsent_delivery_dead_letter,
 )
 from functions.core.metrics import Metric, MetricsBatch, RecordDeadLetterReason
-from functions.core.model import Postback, format_timestamp, utc_now
+from functions.core.model import PlannedDelivery, Postback, format_timestamp, utc_now
 from functions.evaluator.records import RecordItem, parse_record, record_ids, sequence_number
 from functions.evaluator.rules_cache import RulesCache
 from functions.logs import Event, log_event
@@ -111,12 +110,16 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class _Pending:
+    """A planned delivery and the index of the record it came from."""
+
     index: int
     delivery: PlannedDelivery
 
 
 @dataclass(frozen=True)
 class _Written:
+    """What writing a batch created, and the index of the first record whose write failed (None: none)."""
+
     pending: list[_Pending]
     created: int
     dead_lettered: int

@@ -58,6 +58,8 @@ class DeadLetterPort(Protocol):
 
 @dataclass(frozen=True)
 class IncomingMessage:
+    """One SQS message of the deliveries queue, as the sender handles it."""
+
     message_id: str
     receipt_handle: str
     body: str

@@ -98,6 +98,8 @@ def lease_owner_message(owner: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class DeadLettered:
+    """A delivery recorded as dead-lettered, and whether its copy reached the deliveries DLQ."""
+
     record: Delivery
     copy_sent: bool
 

@@ -18,6 +18,8 @@ AGE_WINDOW = timedelta(minutes=15)
 
 @dataclass(frozen=True)
 class FiringAlarm:
+    """A CloudWatch alarm in the ALARM state, why, and since when."""
+
     name: str
     reason: str
     since: str | None

@@ -51,9 +51,8 @@ from pynamodb.exceptions import PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from functions.core.matching import PlannedDelivery
-from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
-from functions.core.redrive import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.core.dead_letter_index import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.core.model import Attempt, Delivery, DeliveryState, PlannedDelivery, format_timestamp
 from functions.storage.delivery_records import attempt_to_map, delivery_from_item, planned_item
 from functions.storage.delivery_safeguards import DeliverySafeguards
 from functions.storage.errors import response_code
@@ -86,6 +85,8 @@ PAGE_KEY_ATTRIBUTES = frozenset({"delivery_id", "postback_id", "created_at"})
 
 @dataclass(frozen=True)
 class DeliveryPage:
+    """One page of a postback's delivery records, newest first."""
+
     items: tuple[Delivery, ...]
     # Where the next page starts (PAGE_KEY_ATTRIBUTES); None on the last page.
     last_key: dict[str, str] | None

@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from functions.core.matching import PlannedDelivery
-from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
+from functions.core.model import Attempt, Delivery, DeliveryState, PlannedDelivery, format_timestamp
 from functions.storage.models import AttemptMap, DeliveryModel
 
 

@@ -24,9 +24,8 @@ from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from functions.core.matching import PlannedDelivery
-from functions.core.model import Attempt, Delivery, DeliveryState, format_timestamp
-from functions.core.redrive import ACTIVE_STATES, AT_RISK_PARTITION
+from functions.core.dead_letter_index import AT_RISK_PARTITION
+from functions.core.model import ACTIVE_STATES, Attempt, Delivery, DeliveryState, PlannedDelivery, format_timestamp
 from functions.storage.delivery_records import attempt_to_map, delivery_from_item, planned_item
 from functions.storage.errors import response_code
 from functions.storage.models import AttemptMap, DeliveryModel

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from functions.core.dead_letter_index import DEAD_PARTITION
 from functions.core.model import format_timestamp
-from functions.core.redrive import DEAD_PARTITION
 from functions.storage.models import DeliveryModel
 
 DEFAULT_SAMPLE = 2000
@@ -36,6 +36,8 @@ PAGE_ITEMS = 1000
 
 @dataclass(frozen=True)
 class StateSample:
+    """Deliveries by state in a recent window (a bounded Scan), and the dead-lettered ones (the index)."""
+
     since: str
     states: dict[str, int]  # state -> deliveries updated since `since`, among those read
     read: int  # items the Scan read

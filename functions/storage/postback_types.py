@@ -52,6 +52,8 @@ class RulesVersion:
 
 @dataclass(frozen=True)
 class PostbackPage:
+    """One page of postbacks and where the next starts."""
+
     items: list[Postback]
     # Start key of the next page (the key of the last item returned); None on the last page.
     next_key: dict[str, str] | None

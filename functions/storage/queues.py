@@ -27,6 +27,8 @@ class QueueSendError(Exception):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """One message of a batch send."""
+
     id: str  # unique within one batch call; [A-Za-z0-9_-]{1,80}
     body: dict[str, Any]
     attributes: dict[str, str] | None = None
@@ -35,6 +37,8 @@ class OutgoingMessage:
 
 @dataclass(frozen=True)
 class ReceivedMessage:
+    """One message as SQS returned it."""
+
     message_id: str
     receipt_handle: str
     body: str

@@ -29,9 +29,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError, UpdateError
 
-from functions.core.matching import PlannedDelivery
-from functions.core.model import Attempt, Delivery, DeliveryState, Postback, format_timestamp
-from functions.core.redrive import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.core.dead_letter_index import AT_RISK_PARTITION, DEAD_PARTITION, REDRIVING_PARTITION, index_bounds
+from functions.core.model import Attempt, Delivery, DeliveryState, PlannedDelivery, Postback, format_timestamp
 from functions.storage.deliveries import CreateOutcome, LeaseLost
 from functions.storage.postbacks import RulesVersion
 from tests.faults.clock import SimClock
@@ -172,7 +171,7 @@ class SimDeliveries:
         return True
 
     def mark_at_risk(self, delivery_id: str, now: datetime) -> bool:
-        from functions.core.redrive import ACTIVE_STATES
+        from functions.core.model import ACTIVE_STATES
 
         record = self.records.get(delivery_id)
         if record is None or record.dead_letter_partition is not None or record.state not in ACTIVE_STATES:

@@ -18,8 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from functions.core.host_pause import HostState
-from functions.core.matching import PlannedDelivery
-from functions.core.model import TERMINAL_STATES, Attempt, Delivery, DeliveryState, Postback, format_timestamp
+from functions.core.model import (
+    TERMINAL_STATES,
+    Attempt,
+    Delivery,
+    DeliveryState,
+    PlannedDelivery,
+    Postback,
+    format_timestamp,
+)
 from functions.storage.deliveries import CreateOutcome, LeaseLost
 from functions.storage.queues import OutgoingMessage, QueueSendError
 

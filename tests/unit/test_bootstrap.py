@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,20 @@ def test_every_queue_shares_the_one_sqs_client() -> None:
     assert bootstrap.deliveries_queue().client is client
     assert bootstrap.deliveries_dlq().client is client
     assert bootstrap.evaluator_dlq().client is client
+
+
+def test_the_aws_clients_are_built_without_importing_boto3() -> None:
+    # boto3's import brings s3transfer, multiprocessing and pickle to a cold start (docs/performance.md).
+    probe = (
+        "import sys; from functions import bootstrap; "
+        "clients = [bootstrap.sqs_client(), bootstrap.dynamodb_streams_client()]; "
+        "assert [c.meta.service_model.service_name for c in clients] == ['sqs', 'dynamodbstreams']; "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 's3transfer', 'multiprocessing')); "
+        "assert not loaded, loaded"
+    )
+    root = Path(__file__).resolve().parents[2]
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
 
 
 def test_lambda_clients_are_bounded_tighter_than_the_terminal_s() -> None:

@@ -18,6 +18,7 @@ from functions.cli import main
 from functions.cli.app import Services
 from functions.cli.conversions import ConversionDeadLetters
 from functions.cli.deliveries import DeliveryDeadLetters, Recovery, Step, StepHook
+from functions.core.dead_letter_index import DEAD_PARTITION
 from functions.core.messages import (
     REASON_MALFORMED_MESSAGE,
     REASON_UNKNOWN_DELIVERY,
@@ -29,7 +30,6 @@ from functions.core.messages import (
     unknown_delivery_dead_letter,
 )
 from functions.core.model import DeliveryState, delivery_id_for, format_timestamp, utc_now
-from functions.core.redrive import DEAD_PARTITION
 from functions.settings import Settings, load_settings
 from functions.storage.deliveries import DeliveryRepository
 from functions.storage.models import AttemptMap, DeliveryModel, PostbackModel

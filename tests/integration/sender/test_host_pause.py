@@ -227,7 +227,7 @@ def test_pausing_off_sends_every_delivery(stack: Stack, make_receiver: Callable[
 
 
 def test_the_delivery_log_says_why_a_delivery_waited(stack: Stack, make_receiver: Callable[..., Receiver]) -> None:
-    from functions.api.delivery_routes import delivery_out
+    from functions.api.bodies import delivery_body, dumps
 
     _pausing(stack)
     tracker = make_receiver(Reply(500))
@@ -238,7 +238,7 @@ def test_the_delivery_log_says_why_a_delivery_waited(stack: Stack, make_receiver
 
     record = bootstrap.delivery_repository().get(waited[0])
     assert record is not None
-    shown = json.loads(delivery_out(record).model_dump_json())
+    shown = json.loads(dumps(delivery_body(record)))
     assert shown["host_pause_waits"] == 1
     assert parse_timestamp(shown["host_paused_until"]) > datetime.now(UTC)
     assert shown["attempts"] == []

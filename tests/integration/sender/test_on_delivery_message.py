@@ -11,8 +11,8 @@ from email.utils import format_datetime
 import boto3
 import pytest
 
+from functions.core.dead_letter_index import DEAD_PARTITION
 from functions.core.model import DeliveryState
-from functions.core.redrive import DEAD_PARTITION
 from functions.storage.models import DeliveryModel
 
 from .conftest import Reply, Stack, sender_settings

@@ -17,8 +17,9 @@ from functions.api.auth import (
     bearer_token,
     verify_token,
 )
+from functions.api.body_shapes import field_name
 from functions.api.pagination import decode_cursor, encode_cursor, parse_limit
-from functions.api.service import Role, field_name, parse_if_match
+from functions.api.service import Role, parse_if_match
 from functions.core.validation import ValidationFailed
 from functions.settings import Settings
 

@@ -14,11 +14,10 @@ from functions.cli.dlq_messages import parse_conversion_dead_letter, parse_deliv
 from functions.cli.output import format_age, render_table
 from functions.cli.pacing import Pacer, RateArgumentError, parse_rate
 from functions.cli.timeargs import TimeArgumentError, parse_time
+from functions.core.dead_letter_index import DEAD_PARTITION, REDRIVING_PARTITION
 from functions.core.messages import dead_letter_attributes, dead_letter_message, delivery_message
 from functions.core.model import Attempt, Delivery, DeliveryState
 from functions.core.redrive import (
-    DEAD_PARTITION,
-    REDRIVING_PARTITION,
     Action,
     DeadLetterFilter,
     MessageKind,

@@ -17,8 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
-from functions.core.matching import PlannedDelivery
-from functions.core.model import Postback, delivery_id_for, format_timestamp
+from functions.core.model import PlannedDelivery, Postback, delivery_id_for, format_timestamp
 from functions.evaluator.rules_cache import RulesCache
 from functions.evaluator.service import ConversionEvaluator
 from functions.storage.deliveries import CreateOutcome

@@ -8,8 +8,10 @@
 - `gate`: whether a delivery may be sent now, must wait for the pause (or another worker's probe)
   to end, or may claim the probe of an ended pause (one conditional write). `hold` acts on it for
   a leased delivery: a waiting one gives its lease back without an attempt, due at the pause end
-  (`host_paused_until` on the record says why), and its message is hidden until then; one whose
-  retry deadline would pass first is dead-lettered (`retry_deadline_passed`) — the deadline runs.
+  (`host_paused_until` on the record says why), and its message is hidden until then plus a random
+  part of the probe's window, so that a pause's waiting deliveries do not all come back in the same
+  second; one whose retry deadline would pass first is dead-lettered (`retry_deadline_passed`) —
+  the deadline runs.
 - `record`: after a GET, count a failure (one write; a second one when it pauses the host) or,
   when the host answered and a failure or pause is known, resume it (one delete). A success to a
   host the cache knows as healthy writes nothing.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +48,7 @@ from functions.core.host_pause import (
 from functions.core.host_pause import pause_after_failure as pause_due
 from functions.core.messages import dead_letter_attributes, dead_letter_message
 from functions.core.model import Delivery, DeliveryState, Postback, format_timestamp, parse_timestamp
-from functions.core.schedule import StopReason
+from functions.core.schedule import StopReason, Uniform
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class HostGuard:
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        uniform: Uniform = random.uniform,
     ) -> None:
         self._store = store
         self._policy = policy
@@ -113,6 +117,7 @@ class HostGuard:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._monotonic = monotonic
+        self._uniform = uniform
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, HostState | None]] = {}
         self._pauses_written = 0
@@ -177,7 +182,9 @@ class HostGuard:
                 return self._dead_letter(record, owner, now)
         state = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
         self._deliveries.wait_for_host(record.delivery_id, owner, state, until, now)
-        self._queue.change_visibility(receipt_handle, max(1, math.ceil((until - now).total_seconds())))
+        # Spread over the probe's window: the waiting deliveries do not all come back at once.
+        spread = self._uniform(0.0, self._policy.probe_seconds)
+        self._queue.change_visibility(receipt_handle, max(1, math.ceil((until - now).total_seconds() + spread)))
         logger.info(
             "delivery %s (postback %s): host %s paused until %s",
             record.delivery_id,

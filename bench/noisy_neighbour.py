@@ -41,15 +41,16 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from bench.report import BenchmarkResult, Row
 from bench.stats import percentile
@@ -78,53 +79,103 @@ TARGET_P99_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 0.8
 
 
-class Tracker(ThreadingHTTPServer):
-    daemon_threads = True
+# The trackers: asyncio servers in a child process (other machines, as far as this process's CPU
+# and GIL go). Each records when a GET arrives (CLOCK_MONOTONIC, the same clock in both processes),
+# waits its delay and answers 200 with keep-alive. Commands on stdin: `count` (healthy measured
+# arrivals), `dump` (all arrivals as JSON), `clear`; end of input stops it.
+_TRACKERS = r"""
+import asyncio, json, sys, time
+from urllib.parse import parse_qs, urlsplit
 
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.received: dict[str, float] = {}
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+HEALTHY, HEALTHY_DELAY, TARPIT_DELAY = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+arrivals = {}
 
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Tracker
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        delivery_id = parse_qs(urlsplit(self.path).query).get("d", [""])[0]
-        with self.server.lock:
-            self.server.received.setdefault(delivery_id, time.monotonic())
-        time.sleep(self.server.delay)
+def serve(delay):
+    async def answer(reader, writer):
         try:
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-        except OSError:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b" ", 2)[1].decode()
+                delivery_id = parse_qs(urlsplit(target).query).get("d", [""])[0]
+                arrivals.setdefault(delivery_id, time.monotonic())
+                await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError, IndexError):
             pass
+        finally:
+            writer.close()
+    return answer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+async def main():
+    healthy = [await asyncio.start_server(serve(HEALTHY_DELAY), "127.0.0.1", 0) for _ in range(HEALTHY)]
+    tarpit = await asyncio.start_server(serve(TARPIT_DELAY), "127.0.0.1", 0)
+    port = lambda server: server.sockets[0].getsockname()[1]
+    print(json.dumps({"healthy": [port(s) for s in healthy], "tarpit": port(tarpit)}), flush=True)
+    loop = asyncio.get_running_loop()
+    while command := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        if command == "count":
+            print(sum(1 for key in arrivals if key.startswith("dl_h")), flush=True)
+        elif command == "dump":
+            print(json.dumps(arrivals), flush=True)
+        elif command == "clear":
+            arrivals.clear()
+            print("ok", flush=True)
+
+asyncio.run(main())
+"""
+
+
+class Trackers:
+    """The trackers' process: their ports, and when each delivery's GET arrived."""
+
+    def __init__(self) -> None:
+        command = [sys.executable, "-c", _TRACKERS, str(HEALTHY_TRACKERS), str(HEALTHY_DELAY), str(TARPIT_DELAY)]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ports = json.loads(self._read())
+        self.healthy_ports: list[int] = ports["healthy"]
+        self.tarpit_port: int = ports["tarpit"]
+
+    def _read(self) -> str:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError("the trackers' process stopped")
+        return line
+
+    def _ask(self, command: str) -> str:
+        assert self._process.stdin is not None
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        return self._read()
+
+    def clear(self) -> None:
+        self._ask("clear")
+
+    def measured_arrivals(self) -> int:
+        return int(self._ask("count"))
+
+    def arrivals(self) -> dict[str, float]:
+        answer: dict[str, float] = json.loads(self._ask("dump"))
+        return answer
+
+    def stop(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 @contextmanager
-def trackers() -> Iterator[tuple[list[Tracker], Tracker]]:
-    healthy = [Tracker(HEALTHY_DELAY) for _ in range(HEALTHY_TRACKERS)]
-    tarpit = Tracker(TARPIT_DELAY)
-    for server in [*healthy, tarpit]:
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+def trackers() -> Iterator[Trackers]:
+    running = Trackers()
     try:
-        yield healthy, tarpit
+        yield running
     finally:
-        for server in [*healthy, tarpit]:
-            server.shutdown()
-            server.server_close()
+        running.stop()
 
 
 @dataclass
@@ -240,12 +291,10 @@ class RunResult:
     throughput: float
     tarpit_gets: int
     taken: int  # messages taken by backfill
-    paused_after: float | None  # seconds from the start of the measured period to the first pause
+    pauses: list[float]  # when the tarpit was paused, seconds from the start of the measured period
 
 
-def _run(
-    healthy: list[Tracker], tarpit: Tracker, *, with_tarpit: bool, protected: bool, rate: float, seconds: float
-) -> RunResult:
+def _run(trackers: Trackers, *, with_tarpit: bool, protected: bool, rate: float, seconds: float) -> RunResult:
     from functions import bootstrap
     from functions.core.host_pause import HostPausePolicy
     from functions.core.schedule import RetryPolicy
@@ -255,13 +304,26 @@ def _run(
     from functions.sender.service import DeliverySender
     from tests.support.fakes import InMemoryDeliveries, InMemoryHealth, InMemoryHosts, InMemoryPostbacks
 
-    for server in [*healthy, tarpit]:
-        server.received.clear()
+    class _CountingPauses(InMemoryHosts):
+        """The shared host states, noting when each pause was written."""
+
+        def __init__(self, postbacks: InMemoryPostbacks) -> None:
+            super().__init__(postbacks)
+            self.paused_at: list[float] = []
+
+        def pause(self, host: str, until: float, pauses_before: int, now: float) -> Any:
+            state = super().pause(host, until, pauses_before, now)
+            if state is not None:
+                self.paused_at.append(time.monotonic())
+            return state
+
+    trackers.clear()
+    tarpit_port = trackers.tarpit_port
     postbacks = InMemoryPostbacks(
-        [_postback(n, server.port) for n, server in enumerate(healthy)] + [_postback(999, tarpit.port)]
+        [_postback(n, port) for n, port in enumerate(trackers.healthy_ports)] + [_postback(999, tarpit_port)]
     )
     deliveries = InMemoryDeliveries()
-    hosts = InMemoryHosts(postbacks)
+    hosts = _CountingPauses(postbacks)
     queue = SimQueue()
     backfill_queue = BackfillQueue(queue)
     dead_letters = _DeadLetters()
@@ -274,7 +336,7 @@ def _run(
 
     class CountingClient(PinnedHttpClient):
         def get(self, url: str) -> Any:
-            if f":{tarpit.port}/" in url:
+            if f":{tarpit_port}/" in url:
                 with lock:
                     tarpit_gets[0] += 1
             return super().get(url)
@@ -375,28 +437,21 @@ def _run(
     produced.wait()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        arrived = sum(1 for server in healthy for d in list(server.received) if d in created)
-        if arrived >= len(created):
+        if trackers.measured_arrivals() >= len(created):
             break
         time.sleep(0.05)
     stop.set()
     for thread in threads[1:]:
         thread.join(timeout=DEADLINE * 3)
-    arrivals: dict[str, float] = {}
-    for server in healthy:
-        arrivals.update(server.received)
+    arrivals = trackers.arrivals()
     missing = [d for d in created if d not in arrivals]
     if missing:
         raise RuntimeError(f"{len(missing)} healthy deliveries never arrived")
     order = sorted(created, key=created.__getitem__)
     latencies = [arrivals[d] - created[d] for d in order]
     throughput = len(order) / (max(arrivals[d] for d in order) - measured_from[0])
-    paused = [state.paused_until for state in hosts.states.values() if state.paused_until is not None]
-    paused_after = None
-    if paused:
-        paused_at_monotonic = min(paused) - PAUSE_SECONDS - time.time() + time.monotonic()
-        paused_after = paused_at_monotonic - measured_from[0]
-    return RunResult(latencies, throughput, tarpit_gets[0], backfill_queue.taken, paused_after)
+    pauses = [round(at - measured_from[0], 2) for at in hosts.paused_at]
+    return RunResult(latencies, throughput, tarpit_gets[0], backfill_queue.taken, pauses)
 
 
 def run(quick: bool = True) -> BenchmarkResult:
@@ -409,16 +464,14 @@ def run(quick: bool = True) -> BenchmarkResult:
     rate, seconds = (40.0, 20.0) if quick else (60.0, 60.0)
     results: dict[str, RunResult] = {}
     try:
-        with trackers() as (healthy, tarpit):
+        with trackers() as running:
             for name, with_tarpit, protected in (
                 ("baseline_old", False, False),
                 ("tarpit_old", True, False),
                 ("baseline_new", False, True),
                 ("tarpit_new", True, True),
             ):
-                results[name] = _run(
-                    healthy, tarpit, with_tarpit=with_tarpit, protected=protected, rate=rate, seconds=seconds
-                )
+                results[name] = _run(running, with_tarpit=with_tarpit, protected=protected, rate=rate, seconds=seconds)
     finally:
         bootstrap.reset()
     return _result(results, rate, seconds)
@@ -479,6 +532,6 @@ def _result(results: dict[str, RunResult], rate: float, seconds: float) -> Bench
             "tarpit_gets": loaded.tarpit_gets,
             "taken_by_backfill": loaded.taken,
             "baseline_taken_by_backfill": base.taken,
-            "paused_after_seconds": loaded.paused_after,
+            "tarpit_paused_at_seconds": loaded.pauses,
         }
     return BenchmarkResult(name, rows, details)

@@ -18,11 +18,11 @@ soon as the event's own GETs have ended or the invocation's time runs short (the
 and returns when what it took is done: at most about one more GET deadline.
 
 `SlowGets` keeps the invocation's GETs in flight per host (name and port). A GET to a host that
-already has a GET in flight in this invocation for `after_seconds` is not started: the sender gives
-the lease back (no attempt spent) and hides the message until that GET's deadline has passed
-(`host_slow`). So the invocation a slow host holds sends it no second wave of GETs, and a backfill
-is not spent on the host that caused it. A healthy invocation pays nothing: no GET reaches
-`after_seconds`, nothing is received.
+has had a GET in flight in this invocation for `after_seconds` (still, or until it timed out) is not
+started: the sender gives the lease back (no attempt spent) and hides the message until that GET's
+deadline has passed, or for a second (`host_slow`). So the invocation a slow host holds sends it
+no second wave of GETs, and a backfill is not spent on the host that caused it. A healthy
+invocation pays nothing: no GET reaches `after_seconds`, nothing is received.
 """
 
 from __future__ import annotations
@@ -75,23 +75,28 @@ class SlowGets:
         self._lock = threading.Lock()
         self._next = 0
         self._in_flight: dict[int, tuple[str, float]] = {}
+        self._slow_ended: list[tuple[str, float]] = []
 
     @contextmanager
     def tracking(self, url: str) -> Iterator[None]:
         """Around one GET to the URL's host."""
-        host = host_key(url) if self._after is not None else None
-        if host is None:
+        after = self._after
+        host = host_key(url) if after is not None else None
+        if host is None or after is None:
             yield
             return
+        started = self._monotonic()
         with self._lock:
             self._next += 1
             token = self._next
-            self._in_flight[token] = (host, self._monotonic())
+            self._in_flight[token] = (host, started)
         try:
             yield
         finally:
             with self._lock:
                 del self._in_flight[token]
+                if self._monotonic() - started >= after:  # it was slow: no more GETs to it from here
+                    self._slow_ended.append((host, started))
 
     def holding(self) -> bool:
         """Whether a GET has been in flight for `after_seconds`: a slow GET holds the invocation."""
@@ -102,13 +107,18 @@ class SlowGets:
             return any(now - started >= self._after for _, started in self._in_flight.values())
 
     def slow_wait(self, url: str) -> float | None:
-        """Seconds until the deadline of the slow GETs to the URL's host has passed; None: none of them is slow."""
+        """Seconds until the deadline of the host's slow GETs in this invocation has passed; None: it had none.
+
+        A GET is slow once it has been in flight for `after_seconds`, and stays so when it has
+        ended (it timed out, or answered that late): the invocation sends that host nothing more.
+        """
         host = host_key(url) if self._after is not None else None
         if host is None or self._after is None:
             return None
         now = self._monotonic()
         with self._lock:
-            slow = [at for name, at in self._in_flight.values() if name == host and now - at >= self._after]
+            in_flight = [at for name, at in self._in_flight.values() if name == host and now - at >= self._after]
+            slow = in_flight + [at for name, at in self._slow_ended if name == host]
         return max(0.0, max(slow) + self._deadline - now) if slow else None
 
 

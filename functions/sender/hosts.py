@@ -9,9 +9,9 @@
   to end, or may claim the probe of an ended pause (one conditional write). `hold` acts on it for
   a leased delivery: a waiting one gives its lease back without an attempt, due at the pause end
   (`host_paused_until` on the record says why), and its message is hidden until then plus a random
-  part of the probe's window, so that a pause's waiting deliveries do not all come back in the same
-  second; one whose retry deadline would pass first is dead-lettered (`retry_deadline_passed`) —
-  the deadline runs.
+  part of the return window (`functions.core.host_pause.return_window`: as long as the pause), so
+  that a pause's waiting deliveries do not all come back in the same second; one whose retry
+  deadline would pass first is dead-lettered (`retry_deadline_passed`) — the deadline runs.
 - `record`: after a GET, count a failure (one write; a second one when it pauses the host) or,
   when the host answered and a failure or pause is known, resume it (one delete). A success to a
   host the cache knows as healthy writes nothing.
@@ -44,6 +44,7 @@ from functions.core.host_pause import (
     counts_as_failure,
     gate,
     host_key,
+    return_window,
 )
 from functions.core.host_pause import pause_after_failure as pause_due
 from functions.core.messages import dead_letter_attributes, dead_letter_message
@@ -174,17 +175,21 @@ class HostGuard:
         decision = self.gate(host)
         if decision.action is not GateAction.WAIT or decision.until is None:
             return Hold.SEND
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        epoch = self._clock()
+        now = datetime.fromtimestamp(epoch, UTC)
         until = datetime.fromtimestamp(decision.until, UTC)
+        # The message comes back at a random time within the return window after the wait, not with
+        # all the others in the second the pause ends; never after the retry deadline.
+        window = return_window(self._cached(host), self._policy, epoch)
+        returns = until + timedelta(seconds=self._uniform(0.0, window))
         if record.schedule_started_at is not None:
             deadline = parse_timestamp(record.schedule_started_at) + timedelta(seconds=self._retry_deadline_seconds)
             if until > deadline:
                 return self._dead_letter(record, owner, now)
+            returns = min(returns, deadline)
         state = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
         self._deliveries.wait_for_host(record.delivery_id, owner, state, until, now)
-        # Spread over the probe's window: the waiting deliveries do not all come back at once.
-        spread = self._uniform(0.0, self._policy.probe_seconds)
-        self._queue.change_visibility(receipt_handle, max(1, math.ceil((until - now).total_seconds() + spread)))
+        self._queue.change_visibility(receipt_handle, max(1, math.ceil((returns - now).total_seconds())))
         logger.info(
             "delivery %s (postback %s): host %s paused until %s",
             record.delivery_id,

@@ -256,7 +256,13 @@ def test_slow_gets_are_the_ones_in_flight_for_the_backfill_start() -> None:
             assert gets.slow_wait("https://a.example/z") == pytest.approx(10.0 - 1.1)
             assert gets.slow_wait("https://b.example:8443/z") is None  # b not slow yet
             assert gets.slow_wait("https://b.example/z") is None  # another port is another host
-    assert not gets.holding() and gets.slow_wait("https://a.example/z") is None
+    # Ended, a's GET no longer holds the invocation, but its host stays slow for it: no more GETs to
+    # it from here until that GET's deadline; b answered within the backfill start.
+    assert not gets.holding()
+    assert gets.slow_wait("https://a.example/z") == pytest.approx(10.0 - 1.1)
+    assert gets.slow_wait("https://b.example:8443/z") is None
+    clock.now += 20
+    assert gets.slow_wait("https://a.example/z") == 0.0
 
 
 def test_slow_gets_without_backfill_keep_nothing() -> None:

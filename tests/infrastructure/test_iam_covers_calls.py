@@ -125,7 +125,10 @@ class World:
         bootstrap.reset()
 
     def backfilling(self, after_seconds: float) -> None:
+        """Backfill on, and room for a GET of 0.5 s (the slow tracker's) well within the timeouts."""
         self.monkeypatch.setenv("POSTBACKS_SENDER_BACKFILL_AFTER_SECONDS", str(after_seconds))
+        self.monkeypatch.setenv("POSTBACKS_READ_TIMEOUT_SECONDS", "3")
+        self.monkeypatch.setenv("POSTBACKS_TOTAL_TIMEOUT_SECONDS", "3")
         bootstrap.reset()
 
     def messages(self, logical_id: str) -> list[dict[str, Any]]:

@@ -81,7 +81,11 @@ def test_a_waiting_delivery_to_the_slow_tracker_gets_no_second_get_while_the_fir
 
 
 def test_without_backfill_the_invocation_takes_nothing(stack: Stack, make_receiver: Callable[..., Receiver]) -> None:
-    stack.use(sender_settings(sender_backfill_after_seconds=0.0, host_pause_after=0))
+    stack.use(
+        sender_settings(
+            sender_backfill_after_seconds=0.0, host_pause_after=0, total_timeout_seconds=3.0, read_timeout_seconds=3.0
+        )
+    )
     slow, fast = make_receiver(Reply(200, delay=0.4)), make_receiver(Reply(200))
     stack.postback("pb_slow", url=slow.url("/cb?d={deliveryId}"))
     stack.postback("pb_fast", url=fast.url("/cb?d={deliveryId}"))

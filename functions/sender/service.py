@@ -88,10 +88,9 @@ from functions.storage.postback_health import PostbackHealthError
 
 logger = logging.getLogger(__name__)
 
-# `reason` of a message whose processing failed, or that was left for lack of time (docs/observability.md#logs).
-READ, LOST, LATE = "postbacks_read_failed", "lease_lost", "out_of_time"
-# `reason` of a delivery not sent because this invocation already waits for a slow GET to its host.
-HOST_SLOW = "host_slow"
+# `reason` of a message whose processing failed, or left for lack of time or for a slow GET to its host
+# in this invocation (docs/observability.md#logs).
+READ, LOST, LATE, HOST_SLOW = "postbacks_read_failed", "lease_lost", "out_of_time", "host_slow"
 # A delivery due within this much is sent now: SQS visibility has a granularity of one second.
 DUE_TOLERANCE_SECONDS = 1.0
 # Do not start a GET unless the invocation has this much time left beyond the GET's own deadline.
@@ -356,6 +355,9 @@ class DeliverySender:
                 postback = self._postbacks.get(record.postback_id)
                 if postback is None or not postback.enabled:
                     return self._cancel(lease, postback, report)
+            slow_wait = batch.gets.slow_wait(record.url)  # before the pause's gate, which may claim the probe
+            if slow_wait is not None:  # this invocation already had a slow GET to the host: none more
+                return self._give_back(lease, report, HOST_SLOW, slow_wait + 1.0)
             hold = Hold.SEND if self._hosts is None else self._hosts.hold(record, owner, message.receipt_handle)
             if hold is not Hold.SEND:  # its host is paused: no GET, no attempt spent
                 waited = hold is Hold.WAITING
@@ -363,9 +365,6 @@ class DeliverySender:
                 reason = "host_paused" if waited else "retry_deadline_passed"
                 report.outcome(outcome_of_hold, message_id=message.message_id, record=record, reason=reason)
                 return Disposition.RETURN_LATER if waited else Disposition.ACKNOWLEDGE
-            slow_wait = batch.gets.slow_wait(record.url)
-            if slow_wait is not None:  # this invocation already waits for a slow GET to the host: none more
-                return self._give_back(lease, report, HOST_SLOW, slow_wait + 1.0)
             started = self._clock()
             with batch.gets.tracking(record.url):
                 # `{timestamp}` and `{signature}` are filled for this attempt only; the record keeps them unfilled.

@@ -80,9 +80,14 @@ class Http:
 
 
 def backfilling(
-    deliveries: InMemoryDeliveries, http: Http, queue: InMemoryQueue, source: Source, **kwargs: Any
+    deliveries: InMemoryDeliveries,
+    http: Http,
+    queue: InMemoryQueue,
+    source: Source,
+    after: float = AFTER,
+    **kwargs: Any,
 ) -> DeliverySender:
-    backfill = Backfill(source, after_seconds=AFTER, look_seconds=0.005)
+    backfill = Backfill(source, after_seconds=after, look_seconds=0.005)
     return sender(deliveries, http, queue, backfill=backfill, request_deadline_seconds=2.0, **kwargs)
 
 
@@ -111,7 +116,8 @@ def test_a_batch_whose_gets_are_fast_takes_nothing() -> None:
     add(deliveries, "waiting", "w.example")
     source = Source(messages(["waiting"]))
 
-    assert backfilling(deliveries, http, queue, source).process_batch(messages(["a", "b"])) == []
+    # GETs of 10 ms, a backfill start of 0.5 s: room for a loaded machine.
+    assert backfilling(deliveries, http, queue, source, after=0.5).process_batch(messages(["a", "b"])) == []
 
     assert source.receives == 0 and source.deleted == []
     assert deliveries.records["waiting"].state == DeliveryState.PENDING

@@ -22,9 +22,8 @@ A batch goes through three phases (docs/sender.md, one batch step by step):
 
 On the happy path that is, per batch: one UpdateItem per delivery for the lease, one BatchGetItem
 of the postbacks, one UpdateItem per delivery for the outcome, and a health UpdateItem only when
-the health changes. A lease lasts `lease_seconds` plus one GET deadline per wave of GETs a host may
-wait for. A host paused by the host pause (`functions.sender.hosts`) gets no GET; while a slow GET
-holds the invocation it takes more messages from the queue (`functions.sender.backfill`).
+the health changes. A paused host (`functions.sender.hosts`) gets no GET; while a slow GET holds
+the invocation it takes more messages from the queue (`functions.sender.backfill`).
 
 "Acknowledged" means reported as a success of the batch: Lambda (or the local poller) deletes it.
 Any other failure of one message reports that message only; its lease expires and the message
@@ -355,9 +354,6 @@ class DeliverySender:
                 postback = self._postbacks.get(record.postback_id)
                 if postback is None or not postback.enabled:
                     return self._cancel(lease, postback, report)
-            slow_wait = batch.gets.slow_wait(record.url)  # before the pause's gate, which may claim the probe
-            if slow_wait is not None:  # this invocation already had a slow GET to the host: none more
-                return self._give_back(lease, report, HOST_SLOW, slow_wait + 1.0)
             hold = Hold.SEND if self._hosts is None else self._hosts.hold(record, owner, message.receipt_handle)
             if hold is not Hold.SEND:  # its host is paused: no GET, no attempt spent
                 waited = hold is Hold.WAITING
@@ -365,6 +361,10 @@ class DeliverySender:
                 reason = "host_paused" if waited else "retry_deadline_passed"
                 report.outcome(outcome_of_hold, message_id=message.message_id, record=record, reason=reason)
                 return Disposition.RETURN_LATER if waited else Disposition.ACKNOWLEDGE
+            # After the pause's gate: its wait is the longer one, and a pause outlasts this invocation.
+            slow_wait = batch.gets.slow_wait(record.url)
+            if slow_wait is not None:  # this invocation already had a slow GET to the host: none more
+                return self._give_back(lease, report, HOST_SLOW, slow_wait + 1.0)
             started = self._clock()
             with batch.gets.tracking(record.url):
                 # `{timestamp}` and `{signature}` are filled for this attempt only; the record keeps them unfilled.

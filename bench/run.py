@@ -29,6 +29,7 @@ BENCHMARKS = (
     "throughput",
     "sender_concurrency",
     "noisy_neighbour",
+    "descriptors",
     "write_units",
     "cold_start",
     "e2e_latency",

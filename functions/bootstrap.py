@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from functions.core.metrics import MetricsBatch
     from functions.egress_http import PinnedHttpClient
     from functions.evaluator.service import ConversionEvaluator, WriteMap
+    from functions.sender.backfill import Backfill
     from functions.sender.hosts import HostGuard
     from functions.sender.service import DeliverySender
     from functions.storage.deliveries import DeliveryRepository
@@ -381,11 +382,20 @@ def delivery_sender() -> DeliverySender:
         dead_letters=deliveries_dlq(),
         policy=RetryPolicy(base_seconds=config.retry_base_seconds, max_attempts=config.max_attempts),
         hosts=host_guard(),
+        backfill=sender_backfill(),
         max_concurrency=config.sender_max_concurrency,
         per_host_concurrency=config.sender_per_host_concurrency,
         lease_seconds=config.lease_seconds,
         request_deadline_seconds=config.total_timeout_seconds,
     )
+
+
+def sender_backfill() -> Backfill | None:
+    """What a sender invocation held by a slow GET takes from the deliveries queue (docs/sender.md#backfill)."""
+    from functions.sender.backfill import Backfill, QueueBackfillSource
+
+    after = settings().sender_backfill_after_seconds
+    return Backfill(QueueBackfillSource(deliveries_queue()), after_seconds=after) if after > 0 else None
 
 
 @functools.cache

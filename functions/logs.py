@@ -85,6 +85,7 @@ FIELDS = frozenset(
         "not_sent",
         "failed_sequence_number",
         "messages",
+        "backfilled",
         "delivered",
         "retried",
         "cancelled",

@@ -196,6 +196,8 @@ class Settings:
     sender_max_concurrency: int = 50
     sender_per_host_concurrency: int = 10
     lease_seconds: float = 30.0
+    # A sender invocation with a GET in flight this long takes more messages while it waits (0: never).
+    sender_backfill_after_seconds: float = 1.0
     # Tracker protection (docs/contract.md §6): consecutive failures that pause a host (0: off), first pause.
     host_pause_after: int = 5
     host_pause_seconds: float = 60.0
@@ -268,6 +270,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sender_max_concurrency=_int(env, "POSTBACKS_SENDER_MAX_CONCURRENCY", 50, 1),
         sender_per_host_concurrency=_int(env, "POSTBACKS_SENDER_PER_HOST_CONCURRENCY", 10, 1),
         lease_seconds=_float(env, "POSTBACKS_LEASE_SECONDS", 30.0, 1.0),
+        sender_backfill_after_seconds=_float(env, "POSTBACKS_SENDER_BACKFILL_AFTER_SECONDS", 1.0),
         host_pause_after=_int(env, "POSTBACKS_HOST_PAUSE_AFTER", 5),
         host_pause_seconds=_float(env, "POSTBACKS_HOST_PAUSE_SECONDS", 60.0, 1.0),
         test_fires_per_minute=_int(env, "POSTBACKS_TEST_FIRES_PER_MINUTE", 10, 1),

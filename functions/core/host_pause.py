@@ -103,6 +103,18 @@ def gate(state: HostState | None, policy: HostPausePolicy, now: float) -> Gate:
     return Gate(GateAction.PROBE)
 
 
+def return_window(state: HostState | None, policy: HostPausePolicy, now: float) -> float:
+    """How long after a wait's end the host's waiting deliveries come back, spread evenly (seconds).
+
+    Waiting for a pause: as long as the pause, so that they return at the rate they arrived instead
+    of all in the second it ends, and a host that recovers is not sent its whole backlog at once.
+    Waiting for another worker's probe: the probe's window.
+    """
+    if state is not None and state.paused_at(now):
+        return max(policy.probe_seconds, policy.pause_length(max(0, state.pauses - 1)))
+    return policy.probe_seconds
+
+
 def counts_as_failure(classification: Classification, status_code: int | None) -> bool | None:
     """True: a failed attempt of the host; False: the host answered; None: the host was not reached."""
     if classification.retryable:

@@ -1,4 +1,4 @@
-"""What the GETs of one sender batch share: the per-host slots, the batch's health writes, its deadline."""
+"""What the GETs of one sender batch share: the per-host slots, the batch's health writes, its deadline, its GETs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from functions.core.model import Postback
+from functions.sender.backfill import SlowGets
 from functions.storage.postback_health import success_changes_health
 
 
@@ -34,10 +35,17 @@ class BatchHealth:
 class BatchState:
     """What the GETs of one batch share."""
 
-    def __init__(self, limits: HostLimits, postbacks_read_at: float, remaining_ms: Callable[[], int] | None) -> None:
+    def __init__(
+        self,
+        limits: HostLimits,
+        postbacks_read_at: float,
+        remaining_ms: Callable[[], int] | None,
+        gets: SlowGets,
+    ) -> None:
         self.limits = limits
         self.postbacks_read_at = postbacks_read_at
         self.remaining_ms = remaining_ms
+        self.gets = gets  # the invocation's GETs in flight (functions/sender/backfill.py)
         self.health = BatchHealth()
 
 

@@ -8,8 +8,10 @@
 - `gate`: whether a delivery may be sent now, must wait for the pause (or another worker's probe)
   to end, or may claim the probe of an ended pause (one conditional write). `hold` acts on it for
   a leased delivery: a waiting one gives its lease back without an attempt, due at the pause end
-  (`host_paused_until` on the record says why), and its message is hidden until then; one whose
-  retry deadline would pass first is dead-lettered (`retry_deadline_passed`) — the deadline runs.
+  (`host_paused_until` on the record says why), and its message is hidden until then plus a random
+  part of the return window (`functions.core.host_pause.return_window`: as long as the pause), so
+  that a pause's waiting deliveries do not all come back in the same second; one whose retry
+  deadline would pass first is dead-lettered (`retry_deadline_passed`) — the deadline runs.
 - `record`: after a GET, count a failure (one write; a second one when it pauses the host) or,
   when the host answered and a failure or pause is known, resume it (one delete). A success to a
   host the cache knows as healthy writes nothing.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,11 +44,12 @@ from functions.core.host_pause import (
     counts_as_failure,
     gate,
     host_key,
+    return_window,
 )
 from functions.core.host_pause import pause_after_failure as pause_due
 from functions.core.messages import dead_letter_attributes, dead_letter_message
 from functions.core.model import Delivery, DeliveryState, Postback, format_timestamp, parse_timestamp
-from functions.core.schedule import StopReason
+from functions.core.schedule import StopReason, Uniform
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,7 @@ class HostGuard:
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        uniform: Uniform = random.uniform,
     ) -> None:
         self._store = store
         self._policy = policy
@@ -113,6 +118,7 @@ class HostGuard:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._monotonic = monotonic
+        self._uniform = uniform
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, HostState | None]] = {}
         self._pauses_written = 0
@@ -169,15 +175,21 @@ class HostGuard:
         decision = self.gate(host)
         if decision.action is not GateAction.WAIT or decision.until is None:
             return Hold.SEND
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        epoch = self._clock()
+        now = datetime.fromtimestamp(epoch, UTC)
         until = datetime.fromtimestamp(decision.until, UTC)
+        # The message comes back at a random time within the return window after the wait, not with
+        # all the others in the second the pause ends; never after the retry deadline.
+        window = return_window(self._cached(host), self._policy, epoch)
+        returns = until + timedelta(seconds=self._uniform(0.0, window))
         if record.schedule_started_at is not None:
             deadline = parse_timestamp(record.schedule_started_at) + timedelta(seconds=self._retry_deadline_seconds)
             if until > deadline:
                 return self._dead_letter(record, owner, now)
+            returns = min(returns, deadline)
         state = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
         self._deliveries.wait_for_host(record.delivery_id, owner, state, until, now)
-        self._queue.change_visibility(receipt_handle, max(1, math.ceil((until - now).total_seconds())))
+        self._queue.change_visibility(receipt_handle, max(1, math.ceil((returns - now).total_seconds())))
         logger.info(
             "delivery %s (postback %s): host %s paused until %s",
             record.delivery_id,

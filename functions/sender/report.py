@@ -103,14 +103,15 @@ class BatchReport:
         with self._lock:
             return {outcome.value: self._counts[outcome] for outcome in Outcome}
 
-    def batch_line(self, messages: int) -> None:
-        """The `sender.batch` line: how many messages, how each ended, how many return as failures."""
+    def batch_line(self, messages: int, backfilled: int = 0) -> None:
+        """The `sender.batch` line: how many messages (the event's, and those taken while held), how each ended."""
         counts = self.counts()
         log_event(
             logger,
             Event.SENDER_BATCH,
             logging.INFO,
             messages=messages,
+            backfilled=backfilled or None,
             delivered=counts[Outcome.DELIVERED],
             retried=counts[Outcome.RETRIED],
             dead_lettered=counts[Outcome.DEAD_LETTERED],

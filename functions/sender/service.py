@@ -22,14 +22,12 @@ A batch goes through three phases (docs/sender.md, one batch step by step):
 
 On the happy path that is, per batch: one UpdateItem per delivery for the lease, one BatchGetItem
 of the postbacks, one UpdateItem per delivery for the outcome, and a health UpdateItem only when
-the health changes. A lease is held from phase 2 until the outcome is written: it lasts
-`lease_seconds` plus one GET deadline for every wave of GETs a host may have to wait for.
+the health changes. A paused host (`functions.sender.hosts`) gets no GET; while a slow GET holds
+the invocation it takes more messages from the queue (`functions.sender.backfill`).
 
 "Acknowledged" means reported as a success of the batch: Lambda (or the local poller) deletes it.
-The record is written before the DLQ copy is sent: if the send fails the message comes back, finds
-the record dead-lettered and is acknowledged, and the `by_dead_letter` index still lists the
-delivery for recovery. Any other failure of one message reports that message only; its lease
-expires and the message returns after the queue's visibility timeout.
+Any other failure of one message reports that message only; its lease expires and the message
+returns after the queue's visibility timeout.
 """
 
 from __future__ import annotations
@@ -70,6 +68,7 @@ from functions.core.model import (
 from functions.core.schedule import RetryPolicy, Uniform, decide_retry, parse_retry_after
 from functions.core.signing import attempt_url
 from functions.logs import Event, Outcome, log_event
+from functions.sender.backfill import Backfill, SlowGets
 from functions.sender.batch import BatchState, HostLimits
 from functions.sender.hosts import Hold, HostGuard
 from functions.sender.ports import (
@@ -88,8 +87,9 @@ from functions.storage.postback_health import PostbackHealthError
 
 logger = logging.getLogger(__name__)
 
-# `reason` of a message whose processing failed, or that was left for lack of time (docs/observability.md#logs).
-READ, LOST, LATE = "postbacks_read_failed", "lease_lost", "out_of_time"
+# `reason` of a message whose processing failed, or left for lack of time or for a slow GET to its host
+# in this invocation (docs/observability.md#logs).
+READ, LOST, LATE, HOST_SLOW = "postbacks_read_failed", "lease_lost", "out_of_time", "host_slow"
 # A delivery due within this much is sent now: SQS visibility has a granularity of one second.
 DUE_TOLERANCE_SECONDS = 1.0
 # Do not start a GET unless the invocation has this much time left beyond the GET's own deadline.
@@ -111,6 +111,7 @@ class DeliverySender:
         dead_letters: DeadLetterPort,
         policy: RetryPolicy,
         hosts: HostGuard | None = None,
+        backfill: Backfill | None = None,
         max_concurrency: int = 50,
         per_host_concurrency: int = 10,
         lease_seconds: float = 30.0,
@@ -131,6 +132,7 @@ class DeliverySender:
         self._dead_letters = dead_letters
         self._policy = policy
         self._hosts = hosts  # the host pause (docs/sender.md); None: no pausing
+        self._backfill = backfill  # work taken while a slow GET holds the invocation; None: none
         self._max_concurrency = max(1, max_concurrency)
         self._per_host = max(1, per_host_concurrency)
         self._lease_seconds = lease_seconds
@@ -152,11 +154,32 @@ class DeliverySender:
         flushes it); one `sender.batch` line at the end.
         """
         report = BatchReport(metrics)
+        after = None if self._backfill is None else self._backfill.after_seconds
+        gets = SlowGets(after, self._request_deadline_seconds, self._monotonic)
+        own = partial(self._handle, messages, remaining_ms, report, gets)
+        if self._backfill is None:
+            failed, taken = own(), 0
+        else:  # while a slow GET holds the invocation, it takes more messages from the queue
+            handle = partial(self._handle, remaining_ms=remaining_ms, report=report, gets=gets)
+            failed, taken = self._backfill.run(own, handle, gets, partial(self._out_of_time, remaining_ms))
+        report.batch_line(len(messages), taken)
+        if metrics is not None and self._hosts is not None:  # hosts this container paused since the last batch
+            metrics.count(Metric.HOST_PAUSES, self._hosts.drain_pauses())
+        return [message.message_id for message in messages if message.message_id in failed]
+
+    def _handle(
+        self,
+        messages: Sequence[IncomingMessage],
+        remaining_ms: Callable[[], int] | None,
+        report: BatchReport,
+        gets: SlowGets,
+    ) -> set[str]:
+        """Process messages as one batch; the IDs of those not to acknowledge."""
         batch_start = self._clock()
-        messages = [m if m.received_at else replace(m, received_at=batch_start) for m in messages]
+        received = [m if m.received_at else replace(m, received_at=batch_start) for m in messages]
         failed: set[str] = set()
         parsed: list[tuple[IncomingMessage, str]] = []
-        for message in messages:
+        for message in received:
             delivery_id = self._delivery_id(message)
             if delivery_id is None:
                 if not self._guarded(message, partial(self._dead_letter_malformed, message, report), report, None):
@@ -164,14 +187,15 @@ class DeliverySender:
                 continue
             parsed.append((message, delivery_id))
         if parsed:
-            failed.update(self._process_parsed(parsed, remaining_ms, report))
-        report.batch_line(len(messages))
-        if metrics is not None and self._hosts is not None:  # hosts this container paused since the last batch
-            metrics.count(Metric.HOST_PAUSES, self._hosts.drain_pauses())
-        return [message.message_id for message in messages if message.message_id in failed]
+            failed.update(self._process_parsed(parsed, remaining_ms, report, gets))
+        return failed
 
     def _process_parsed(
-        self, parsed: list[tuple[IncomingMessage, str]], remaining_ms: Callable[[], int] | None, report: BatchReport
+        self,
+        parsed: list[tuple[IncomingMessage, str]],
+        remaining_ms: Callable[[], int] | None,
+        report: BatchReport,
+        gets: SlowGets,
     ) -> list[str]:
         workers = min(self._max_concurrency, len(parsed))
         lease_seconds = self._batch_lease_seconds(len(parsed))
@@ -203,7 +227,7 @@ class DeliverySender:
                 for lease in leases:
                     report.failure(lease.message.message_id, READ, record=lease.record)
                 return failed + [lease.message.message_id for lease in leases]
-            batch = BatchState(HostLimits(self._per_host), self._monotonic(), remaining_ms)
+            batch = BatchState(HostLimits(self._per_host), self._monotonic(), remaining_ms, gets)
             send_futures = [
                 (
                     lease.message,
@@ -325,11 +349,7 @@ class DeliverySender:
         with batch.limits.slot(record.target_host):
             if self._out_of_time(batch.remaining_ms):
                 # The wait for a slot used up the invocation: give the lease back, the message returns at once.
-                released = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
-                self._deliveries.release_lease(record.delivery_id, owner, released, self._clock())
-                self._queue.change_visibility(message.receipt_handle, 0)
-                report.outcome(Outcome.SKIPPED, message_id=message.message_id, record=record, reason=LATE)
-                return Disposition.RETURN_LATER
+                return self._give_back(lease, report, LATE, 0.0)
             if self._monotonic() - batch.postbacks_read_at > POSTBACK_RECHECK_SECONDS:
                 postback = self._postbacks.get(record.postback_id)
                 if postback is None or not postback.enabled:
@@ -341,9 +361,14 @@ class DeliverySender:
                 reason = "host_paused" if waited else "retry_deadline_passed"
                 report.outcome(outcome_of_hold, message_id=message.message_id, record=record, reason=reason)
                 return Disposition.RETURN_LATER if waited else Disposition.ACKNOWLEDGE
+            # After the pause's gate: its wait is the longer one, and a pause outlasts this invocation.
+            slow_wait = batch.gets.slow_wait(record.url)
+            if slow_wait is not None:  # this invocation already had a slow GET to the host: none more
+                return self._give_back(lease, report, HOST_SLOW, slow_wait + 1.0)
             started = self._clock()
-            # `{timestamp}` and `{signature}` are filled for this attempt only; the record keeps them unfilled.
-            outcome = self._http.get(attempt_url(record.url, secret, int(started.timestamp())))
+            with batch.gets.tracking(record.url):
+                # `{timestamp}` and `{signature}` are filled for this attempt only; the record keeps them unfilled.
+                outcome = self._http.get(attempt_url(record.url, secret, int(started.timestamp())))
             report.get_duration(outcome.duration_ms)  # the HTTP client's own measure of the GET
             if self._hosts is not None:  # counted before the next GET to the host takes the slot
                 self._hosts.record(record.url, outcome.status_code, outcome.error, self._clock())
@@ -352,6 +377,17 @@ class DeliverySender:
         except LeaseLost:
             report.failure(message.message_id, LOST, record=record, attempt=len(record.attempts) + 1)
             return Disposition.RETURN_LATER
+
+    def _give_back(self, lease: _Lease, report: BatchReport, reason: str, seconds: float) -> Disposition:
+        """No GET now: the lease given back (no attempt spent), the message hidden for `seconds` (0: back at once)."""
+        record, message = lease.record, lease.message
+        released = DeliveryState.RETRYING if record.cycle_attempts > 0 else DeliveryState.PENDING
+        self._deliveries.release_lease(record.delivery_id, lease.owner, released, self._clock())
+        hidden = self._guards.hide(message.receipt_handle, seconds, message.received_at)
+        report.outcome(
+            Outcome.SKIPPED, message_id=message.message_id, record=record, reason=reason, retry_in_seconds=hidden
+        )
+        return Disposition.RETURN_LATER
 
     def _cancel(self, lease: _Lease, postback: Postback | None, report: BatchReport) -> Disposition:
         reason = REASON_POSTBACK_DELETED if postback is None else REASON_POSTBACK_DISABLED

@@ -25,6 +25,14 @@ class QueueSendError(Exception):
         self.failed_ids = list(failed_ids)
 
 
+class QueueDeleteError(Exception):
+    """SQS refused to delete some messages (their receipt handles are kept)."""
+
+    def __init__(self, receipt_handles: Sequence[str], detail: str) -> None:
+        super().__init__(f"{len(receipt_handles)} message(s) not deleted: {detail}")
+        self.receipt_handles = list(receipt_handles)
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     """One message of a batch send."""
@@ -149,6 +157,23 @@ class Queue:
 
     def delete(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+    def delete_batch(self, receipt_handles: Sequence[str]) -> None:
+        """Delete the messages, ten per DeleteMessageBatch; raise `QueueDeleteError` naming those SQS refused."""
+        refused: list[str] = []
+        details: list[str] = []
+        handles = list(receipt_handles)
+        for start in range(0, len(handles), SQS_BATCH_LIMIT):
+            chunk = handles[start : start + SQS_BATCH_LIMIT]
+            response = self.client.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(chunk)],
+            )
+            for failure in response.get("Failed", []):
+                refused.append(chunk[int(failure["Id"])])
+                details.append(f"{failure.get('Code')} {failure.get('Message', '')}".strip())
+        if refused:
+            raise QueueDeleteError(refused, "; ".join(details))
 
     def change_visibility(self, receipt_handle: str, seconds: float) -> None:
         timeout = max(0, min(round(seconds), MAX_VISIBILITY_SECONDS))

@@ -15,7 +15,7 @@ of the policies attached to that function's role (`tests.support.iam_policies`):
   redelivered record (the delivery already exists);
 - sender (`on_delivery_message`): delivered, retried then dead-lettered when attempts run out,
   dead-lettered at once (410), cancelled (postback disabled, postback deleted), unknown delivery,
-  malformed message.
+  malformed message; held by a slow GET, the messages it receives and deletes itself (backfill).
 
 Queues are configured by URL, as the template's `Ref`s give them to the functions in AWS.
 """
@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -60,9 +61,11 @@ Calls = list[AwsCall]
 
 # A tracker on loopback: the path picks the answer.
 class _Tracker(BaseHTTPRequestHandler):
-    answers = {"/ok": 200, "/retry": 500, "/gone": 410}
+    answers = {"/ok": 200, "/retry": 500, "/gone": 410, "/slow": 200}
 
     def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(0.5)  # holds the sender's invocation long enough for it to take more messages
         status = self.answers.get(self.path.split("?", 1)[0], 404)
         self.send_response(status)
         self.send_header("Content-Length", "2")
@@ -73,8 +76,8 @@ class _Tracker(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture(scope="module")
-def tracker() -> Iterator[str]:
+@contextmanager
+def _serving() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Tracker)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -82,6 +85,19 @@ def tracker() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def tracker() -> Iterator[str]:
+    with _serving() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def other_tracker() -> Iterator[str]:
+    """A second host (another port): the sender sends no second GET to a host whose GET holds it."""
+    with _serving() as url:
+        yield url
 
 
 class World:
@@ -103,6 +119,16 @@ class World:
         monkeypatch.setenv("POSTBACKS_CONNECT_TIMEOUT_SECONDS", "0.5")
         monkeypatch.setenv("POSTBACKS_READ_TIMEOUT_SECONDS", "0.5")
         monkeypatch.setenv("POSTBACKS_TOTAL_TIMEOUT_SECONDS", "1")
+        # Off while a scenario plays Lambda with messages left visible; `backfilling` turns it on.
+        monkeypatch.setenv("POSTBACKS_SENDER_BACKFILL_AFTER_SECONDS", "0")
+        self.monkeypatch = monkeypatch
+        bootstrap.reset()
+
+    def backfilling(self, after_seconds: float) -> None:
+        """Backfill on, and room for a GET of 0.5 s (the slow tracker's) well within the timeouts."""
+        self.monkeypatch.setenv("POSTBACKS_SENDER_BACKFILL_AFTER_SECONDS", str(after_seconds))
+        self.monkeypatch.setenv("POSTBACKS_READ_TIMEOUT_SECONDS", "3")
+        self.monkeypatch.setenv("POSTBACKS_TOTAL_TIMEOUT_SECONDS", "3")
         bootstrap.reset()
 
     def messages(self, logical_id: str) -> list[dict[str, Any]]:
@@ -224,7 +250,7 @@ def _sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def sender_calls(tracker: str) -> Calls:
+def sender_calls(tracker: str, other_tracker: str) -> Calls:
     log = AwsCallLog()
     with log.installed(), fresh_world() as w:
         queue_url = w.queue_urls["DeliveriesQueue"]
@@ -268,6 +294,20 @@ def sender_calls(tracker: str) -> Calls:
         }
         assert len(states["pb_retry"].attempts) == 2
         assert len(w.messages("DeliveriesDeadLetterQueue")) == 4  # retry, gone, unknown, malformed
+
+        # Backfill: held by a slow GET, the invocation receives and deletes what waits in the queue.
+        w.backfilling(0.2)
+        _postback("pb_slow", f"{tracker}/slow")
+        slow = _delivery("pb_slow", f"{tracker}/slow")
+        w.sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(delivery_message(slow)))
+        event = _sqs_event(w.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1)["Messages"])
+        _postback("pb_other", f"{other_tracker}/ok")
+        waiting = _delivery("pb_other", f"{other_tracker}/ok")
+        w.sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(delivery_message(waiting)))
+        with log.recording():
+            assert on_delivery_message(event, None)["batchItemFailures"] == []
+        assert DeliveryModel.get(waiting, consistent_read=True).state == "delivered"
+        assert w.messages("DeliveriesQueue") == []
     return log.calls
 
 
@@ -410,6 +450,8 @@ def test_the_sender_scenario_leases_batch_reads_postbacks_and_keeps_their_health
         ("dynamodb:BatchGetItem", "${PostbacksTable.Arn}"),
         ("dynamodb:UpdateItem", "${PostbacksTable.Arn}"),
         ("sqs:ChangeMessageVisibility", "${DeliveriesQueue.Arn}"),
+        ("sqs:ReceiveMessage", "${DeliveriesQueue.Arn}"),
+        ("sqs:DeleteMessage", "${DeliveriesQueue.Arn}"),
         ("sqs:SendMessage", "${DeliveriesDeadLetterQueue.Arn}"),
     } <= seen
     postbacks_table = str(getattr(load_settings(), TABLES["PostbacksTable"]))

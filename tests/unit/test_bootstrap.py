@@ -93,3 +93,12 @@ def test_reset_without_limits_goes_back_to_the_lambda_limits() -> None:
     bootstrap.reset(Settings(), client_limits=bootstrap.TERMINAL_CLIENT_LIMITS)
     bootstrap.reset(Settings())
     assert bootstrap.sqs_client().meta.config.read_timeout == 10
+
+
+def test_the_sender_backfills_from_the_deliveries_queue_unless_turned_off() -> None:
+    bootstrap.reset(replace(Settings(), deliveries_queue="https://sqs.example/1/deliveries"))
+    backfill = bootstrap.sender_backfill()
+    assert backfill is not None and backfill.after_seconds == 1.0
+
+    bootstrap.reset(replace(Settings(), sender_backfill_after_seconds=0.0))
+    assert bootstrap.sender_backfill() is None

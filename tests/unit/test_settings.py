@@ -23,6 +23,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.deliveries_queue == "postback-deliveries"
     assert settings.deliveries_dlq == "postback-deliveries-dlq"
     assert settings.evaluator_dlq == "postback-evaluator-dlq"
+    assert settings.sender_backfill_after_seconds == 1.0
 
 
 def test_allow_private_targets_one_means_loopback() -> None:
@@ -70,7 +71,13 @@ def test_retry_base_scales_the_deadline() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("POSTBACKS_MAX_ATTEMPTS", "zero"), ("POSTBACKS_MAX_ATTEMPTS", "0"), ("POSTBACKS_RETRY_BASE_SECONDS", "-1")],
+    [
+        ("POSTBACKS_MAX_ATTEMPTS", "zero"),
+        ("POSTBACKS_MAX_ATTEMPTS", "0"),
+        ("POSTBACKS_RETRY_BASE_SECONDS", "-1"),
+        ("POSTBACKS_SENDER_BACKFILL_AFTER_SECONDS", "-0.5"),
+        ("POSTBACKS_SENDER_BACKFILL_AFTER_SECONDS", "soon"),
+    ],
 )
 def test_bad_numbers_are_refused_with_the_variable_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):

@@ -15,6 +15,7 @@ from functions.core.host_pause import (
     host_key,
     pause_after_failure,
     paused,
+    return_window,
 )
 
 pytestmark = pytest.mark.unit
@@ -52,6 +53,19 @@ def test_pausing_off_never_pauses_or_holds() -> None:
     state = HostState("t.example:443", consecutive_failures=100, paused_until=NOW + 100)
     assert pause_after_failure(state, off, NOW) is None
     assert gate(state, off, NOW).action is GateAction.SEND
+
+
+def test_waiting_deliveries_return_over_as_long_as_the_pause_or_the_probe_window() -> None:
+    # The first pause (60 s): they come back over the 60 s after it, at the rate they arrived.
+    assert return_window(HostState("h:80", paused_until=NOW + 30, pauses=1), POLICY, NOW) == 60
+    # The third pause in a row (240 s) spreads them over 240 s.
+    assert return_window(HostState("h:80", paused_until=NOW + 200, pauses=3), POLICY, NOW) == 240
+    # Waiting for another worker's probe (the pause has ended): the probe's window.
+    probing = HostState("h:80", paused_until=NOW - 1, pauses=1, probe_until=NOW + 10)
+    assert return_window(probing, POLICY, NOW) == POLICY.probe_seconds
+    # Never shorter than the probe's window.
+    short = HostPausePolicy(pause_after=5, pause_seconds=2.0, probe_seconds=15.0)
+    assert return_window(HostState("h:80", paused_until=NOW + 2, pauses=1), short, NOW) == 15
 
 
 def test_gate_sends_waits_and_probes() -> None:

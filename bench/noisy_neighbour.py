@@ -53,7 +53,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench.report import BenchmarkResult, Row
-from bench.stats import percentile
+from bench.stats import median, percentile
 from functions.core.model import Delivery, DeliveryState, Postback, Scope, format_timestamp, utc_now
 from functions.sender.ports import IncomingMessage
 
@@ -75,6 +75,7 @@ WORKERS = 8
 BATCH = 10
 EMPTY_POLL_SECONDS = 0.005
 WARMUP_SECONDS = 3.0
+ROUNDS = 3  # alternating pairs (without, with the tarpit) of the current sender
 TARGET_P99_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 0.8
 
@@ -462,26 +463,52 @@ def run(quick: bool = True) -> BenchmarkResult:
     prepare()
     bootstrap.reset(dataclasses.replace(Settings(), allow_private_targets=parse_private_targets("1")))
     rate, seconds = (40.0, 20.0) if quick else (60.0, 60.0)
-    results: dict[str, RunResult] = {}
+    pairs: dict[str, list[tuple[RunResult, RunResult]]] = {"old": [], "new": []}
     try:
         with trackers() as running:
-            for name, with_tarpit, protected in (
-                ("baseline_old", False, False),
-                ("tarpit_old", True, False),
-                ("baseline_new", False, True),
-                ("tarpit_new", True, True),
-            ):
-                results[name] = _run(running, with_tarpit=with_tarpit, protected=protected, rate=rate, seconds=seconds)
+            # The old sender once (its ratios are in the hundreds); the current one in ROUNDS
+            # alternating pairs, so that a burst of load from elsewhere moves one pair, not the figure.
+            for sender, rounds in (("old", 1), ("new", ROUNDS)):
+                for _ in range(rounds):
+                    protected = sender == "new"
+                    base = _run(running, with_tarpit=False, protected=protected, rate=rate, seconds=seconds)
+                    loaded = _run(running, with_tarpit=True, protected=protected, rate=rate, seconds=seconds)
+                    pairs[sender].append((base, loaded))
     finally:
         bootstrap.reset()
-    return _result(results, rate, seconds)
+    return _result(pairs, rate, seconds)
 
 
 def _ratio(value: float, base: float) -> float:
     return value / base if base > 0 else float("inf")
 
 
-def _result(results: dict[str, RunResult], rate: float, seconds: float) -> BenchmarkResult:
+def _ratios(base: RunResult, loaded: RunResult) -> dict[str, float]:
+    return {
+        "p50": _ratio(percentile(loaded.latencies, 50), percentile(base.latencies, 50)),
+        "p99": _ratio(percentile(loaded.latencies, 99), percentile(base.latencies, 99)),
+        "throughput": _ratio(loaded.throughput, base.throughput),
+    }
+
+
+def _pair_details(base: RunResult, loaded: RunResult) -> dict[str, Any]:
+    return {
+        "baseline_p50_ms": percentile(base.latencies, 50) * 1000,
+        "baseline_p99_ms": percentile(base.latencies, 99) * 1000,
+        "tarpit_p50_ms": percentile(loaded.latencies, 50) * 1000,
+        "tarpit_p99_ms": percentile(loaded.latencies, 99) * 1000,
+        "tarpit_max_ms": max(loaded.latencies) * 1000,
+        "baseline_throughput": base.throughput,
+        "tarpit_throughput": loaded.throughput,
+        "tarpit_gets": loaded.tarpit_gets,
+        "taken_by_backfill": loaded.taken,
+        "baseline_taken_by_backfill": base.taken,
+        "tarpit_paused_at_seconds": loaded.pauses,
+        **_ratios(base, loaded),
+    }
+
+
+def _result(pairs: dict[str, list[tuple[RunResult, RunResult]]], rate: float, seconds: float) -> BenchmarkResult:
     name = "noisy_neighbour"
     rows: list[Row] = []
     details: dict[str, Any] = {
@@ -493,13 +520,19 @@ def _result(results: dict[str, RunResult], rate: float, seconds: float) -> Bench
         "deadline": DEADLINE,
     }
     for sender, label in (("old", "no host pause, no backfill (old)"), ("new", "host pause + backfill")):
-        base, loaded = results[f"baseline_{sender}"], results[f"tarpit_{sender}"]
         judged = sender == "new"
-        p50 = _ratio(percentile(loaded.latencies, 50), percentile(base.latencies, 50))
-        p99 = _ratio(percentile(loaded.latencies, 99), percentile(base.latencies, 99))
-        tput = _ratio(loaded.throughput, base.throughput)
+        measured = [_ratios(base, loaded) for base, loaded in pairs[sender]]
+        figures = {key: median([ratios[key] for ratios in measured]) for key in ("p50", "p99", "throughput")}
+
+        def spread(key: str, values: list[dict[str, float]] = measured) -> str:
+            if len(values) < 2:
+                return ""
+            ordered = sorted(ratios[key] for ratios in values)
+            return f"median of {len(values)} alternating pairs; pairs {ordered[0]:.2f}-{ordered[-1]:.2f}x"
+
+        p99, tput = figures["p99"], figures["throughput"]
         rows += [
-            Row(name, f"healthy p50 with tarpit / without ({label})", p50, "x"),
+            Row(name, f"healthy p50 with tarpit / without ({label})", figures["p50"], "x", note=spread("p50")),
             Row(
                 name,
                 f"healthy p99 with tarpit / without ({label})",
@@ -507,7 +540,8 @@ def _result(results: dict[str, RunResult], rate: float, seconds: float) -> Bench
                 "x",
                 target=f"<= {TARGET_P99_RATIO}x" if judged else "",
                 met=(p99 <= TARGET_P99_RATIO) if judged else None,
-                note="whole measured period, the tarpit's first GET deadlines included" if judged else "",
+                note=spread("p99")
+                + ("; whole measured period, the tarpit's first deadlines included" if judged else ""),
             ),
             Row(
                 name,
@@ -516,22 +550,14 @@ def _result(results: dict[str, RunResult], rate: float, seconds: float) -> Bench
                 "x",
                 target=f">= {TARGET_THROUGHPUT_RATIO}x" if judged else "",
                 met=(tput >= TARGET_THROUGHPUT_RATIO) if judged else None,
+                note=spread("throughput"),
             ),
-            Row(name, f"GETs to the tarpit ({label})", float(loaded.tarpit_gets), "count"),
+            Row(
+                name, f"GETs to the tarpit ({label})", median([float(p[1].tarpit_gets) for p in pairs[sender]]), "count"
+            ),
         ]
         if judged:
-            rows.append(Row(name, f"messages taken by backfill ({label})", float(loaded.taken), "count"))
-        details[sender] = {
-            "baseline_p50_ms": percentile(base.latencies, 50) * 1000,
-            "baseline_p99_ms": percentile(base.latencies, 99) * 1000,
-            "tarpit_p50_ms": percentile(loaded.latencies, 50) * 1000,
-            "tarpit_p99_ms": percentile(loaded.latencies, 99) * 1000,
-            "tarpit_max_ms": max(loaded.latencies) * 1000,
-            "baseline_throughput": base.throughput,
-            "tarpit_throughput": loaded.throughput,
-            "tarpit_gets": loaded.tarpit_gets,
-            "taken_by_backfill": loaded.taken,
-            "baseline_taken_by_backfill": base.taken,
-            "tarpit_paused_at_seconds": loaded.pauses,
-        }
+            taken = median([float(loaded.taken) for _, loaded in pairs[sender]])
+            rows.append(Row(name, f"messages taken by backfill ({label})", taken, "count"))
+        details[sender] = [_pair_details(base, loaded) for base, loaded in pairs[sender]]
     return BenchmarkResult(name, rows, details)

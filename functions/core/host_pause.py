@@ -106,11 +106,11 @@ def gate(state: HostState | None, policy: HostPausePolicy, now: float) -> Gate:
 def return_window(state: HostState | None, policy: HostPausePolicy, now: float) -> float:
     """How long after a wait's end the host's waiting deliveries come back, spread evenly (seconds).
 
-    Waiting for a pause: as long as the pause, so that they return at the rate they arrived instead
-    of all in the second it ends, and a host that recovers is not sent its whole backlog at once.
-    Waiting for another worker's probe: the probe's window.
+    As long as the host's pause (also while they wait for its probe), and at least the probe's
+    window: so that they return at about the rate they arrived instead of all in the second the
+    pause (or the probe) ends, and a host that recovers is not sent its whole backlog at once.
     """
-    if state is not None and state.paused_at(now):
+    if state is not None and state.paused_until is not None:
         return max(policy.probe_seconds, policy.pause_length(max(0, state.pauses - 1)))
     return policy.probe_seconds
 

@@ -18,7 +18,7 @@ soon as the event's own GETs have ended or the invocation's time runs short (the
 and returns when what it took is done: at most about one more GET deadline.
 
 `SlowGets` keeps the invocation's GETs in flight per host (name and port). A GET to a host that
-has had a GET in flight in this invocation for `after_seconds` (still, or until it timed out) is not
+has a GET in flight in this invocation for `after_seconds`, or had one that timed out, is not
 started: the sender gives the lease back (no attempt spent) and hides the message until that GET's
 deadline has passed, or for a second (`host_slow`). So the invocation a slow host holds sends it
 no second wave of GETs, and a backfill is not spent on the host that caused it. A healthy
@@ -62,6 +62,12 @@ class BackfillSource(Protocol):
         ...
 
 
+class TrackedGet:
+    """One GET as `SlowGets` follows it: whether the host answered (any status)."""
+
+    answered = False
+
+
 class SlowGets:
     """The GETs in flight in one invocation, by host: which have run for `after_seconds` (thread-safe).
 
@@ -78,12 +84,13 @@ class SlowGets:
         self._slow_ended: list[tuple[str, float]] = []
 
     @contextmanager
-    def tracking(self, url: str) -> Iterator[None]:
-        """Around one GET to the URL's host."""
+    def tracking(self, url: str) -> Iterator[TrackedGet]:
+        """Around one GET to the URL's host; the caller sets `answered` when the host answered."""
+        get = TrackedGet()
         after = self._after
         host = host_key(url) if after is not None else None
         if host is None or after is None:
-            yield
+            yield get
             return
         started = self._monotonic()
         with self._lock:
@@ -91,11 +98,11 @@ class SlowGets:
             token = self._next
             self._in_flight[token] = (host, started)
         try:
-            yield
+            yield get
         finally:
             with self._lock:
                 del self._in_flight[token]
-                if self._monotonic() - started >= after:  # it was slow: no more GETs to it from here
+                if not get.answered and self._monotonic() - started >= after:  # slow, and no answer
                     self._slow_ended.append((host, started))
 
     def holding(self) -> bool:
@@ -109,8 +116,9 @@ class SlowGets:
     def slow_wait(self, url: str) -> float | None:
         """Seconds until the deadline of the host's slow GETs in this invocation has passed; None: it had none.
 
-        A GET is slow once it has been in flight for `after_seconds`, and stays so when it has
-        ended (it timed out, or answered that late): the invocation sends that host nothing more.
+        A GET is slow once it has been in flight for `after_seconds`, and stays so when it ended
+        that late without an answer (it timed out): the invocation sends that host nothing more.
+        A host that answered, however late, is slow only while a GET to it is in flight.
         """
         host = host_key(url) if self._after is not None else None
         if host is None or self._after is None:

@@ -20,10 +20,9 @@ A batch goes through three phases (docs/sender.md, one batch step by step):
    item failure so it comes back then; terminal, exhausted or past the deadline -> `dead_lettered`,
    a copy with reason and history sent to the DLQ, acknowledged.
 
-On the happy path that is, per batch: one UpdateItem per delivery for the lease, one BatchGetItem
-of the postbacks, one UpdateItem per delivery for the outcome, and a health UpdateItem only when
-the health changes. A paused host (`functions.sender.hosts`) gets no GET; while a slow GET holds
-the invocation it takes more messages from the queue (`functions.sender.backfill`).
+Per batch on the happy path: one UpdateItem per delivery for the lease, one BatchGetItem of the
+postbacks, one UpdateItem per delivery for the outcome, a health UpdateItem only when the health
+changes. Paused hosts (`sender.hosts`) get no GET; a slow GET's invocation backfills (`sender.backfill`).
 
 "Acknowledged" means reported as a success of the batch: Lambda (or the local poller) deletes it.
 Any other failure of one message reports that message only; its lease expires and the message
@@ -154,7 +153,7 @@ class DeliverySender:
         flushes it); one `sender.batch` line at the end.
         """
         report = BatchReport(metrics)
-        after = None if self._backfill is None else self._backfill.after_seconds
+        after = self._backfill.after_seconds if self._backfill else None
         gets = SlowGets(after, self._request_deadline_seconds, self._monotonic)
         own = partial(self._handle, messages, remaining_ms, report, gets)
         if self._backfill is None:
@@ -366,9 +365,10 @@ class DeliverySender:
             if slow_wait is not None:  # this invocation already had a slow GET to the host: none more
                 return self._give_back(lease, report, HOST_SLOW, slow_wait + 1.0)
             started = self._clock()
-            with batch.gets.tracking(record.url):
+            with batch.gets.tracking(record.url) as tracked:
                 # `{timestamp}` and `{signature}` are filled for this attempt only; the record keeps them unfilled.
                 outcome = self._http.get(attempt_url(record.url, secret, int(started.timestamp())))
+                tracked.answered = outcome.status_code is not None
             report.get_duration(outcome.duration_ms)  # the HTTP client's own measure of the GET
             if self._hosts is not None:  # counted before the next GET to the host takes the slot
                 self._hosts.record(record.url, outcome.status_code, outcome.error, self._clock())

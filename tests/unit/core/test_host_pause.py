@@ -60,9 +60,12 @@ def test_waiting_deliveries_return_over_as_long_as_the_pause_or_the_probe_window
     assert return_window(HostState("h:80", paused_until=NOW + 30, pauses=1), POLICY, NOW) == 60
     # The third pause in a row (240 s) spreads them over 240 s.
     assert return_window(HostState("h:80", paused_until=NOW + 200, pauses=3), POLICY, NOW) == 240
-    # Waiting for another worker's probe (the pause has ended): the probe's window.
+    # Waiting for another worker's probe (the pause has ended): still as long as the pause, so that
+    # the deliveries that came back during the probe do not return together when it ends.
     probing = HostState("h:80", paused_until=NOW - 1, pauses=1, probe_until=NOW + 10)
-    assert return_window(probing, POLICY, NOW) == POLICY.probe_seconds
+    assert return_window(probing, POLICY, NOW) == 60
+    # A host without a pause (a state read before it): the probe's window.
+    assert return_window(None, POLICY, NOW) == POLICY.probe_seconds
     # Never shorter than the probe's window.
     short = HostPausePolicy(pause_after=5, pause_seconds=2.0, probe_seconds=15.0)
     assert return_window(HostState("h:80", paused_until=NOW + 2, pauses=1), short, NOW) == 15

@@ -273,6 +273,16 @@ def test_slow_gets_are_the_ones_in_flight_for_the_backfill_start() -> None:
     assert gets.slow_wait("https://a.example/z") == 0.0
 
 
+def test_a_host_that_answered_late_is_slow_only_while_its_get_is_in_flight() -> None:
+    clock = Clock()
+    gets = SlowGets(1.0, 10.0, clock)
+    with gets.tracking("https://late.example/x") as tracked:
+        clock.now += 3.0
+        assert gets.slow_wait("https://late.example/y") == pytest.approx(7.0)
+        tracked.answered = True  # a 200 after 3 s: within the contract, not a tarpit
+    assert gets.slow_wait("https://late.example/y") is None
+
+
 def test_slow_gets_without_backfill_keep_nothing() -> None:
     clock = Clock()
     gets = SlowGets(None, 10.0, clock)

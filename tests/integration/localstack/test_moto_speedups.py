@@ -72,19 +72,12 @@ def _stable(value: Any) -> Any:
 
 def scenario(port: int) -> list[Any]:
     """The responses of a fixed sequence of requests to the moto server on `port`."""
-    import boto3
     from botocore.exceptions import ClientError
 
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+    from tests.e2e.harness import aws_client
 
-    dynamodb, streams, sqs = client("dynamodb"), client("dynamodbstreams"), client("sqs")
+    endpoint = f"http://127.0.0.1:{port}"
+    dynamodb, streams, sqs = (aws_client(name, endpoint) for name in ("dynamodb", "dynamodbstreams", "sqs"))
     out: list[Any] = []
     table = dynamodb.create_table(
         TableName="t",
@@ -208,11 +201,9 @@ if __name__ == "__main__":
 
     if sys.argv[1] == "plain":
         moto_speedups.apply = lambda: None  # the server below then runs moto as it is
-    import socket
+    from tests.e2e.harness import free_port as pick_free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = int(probe.getsockname()[1])
+    free_port = pick_free_port()
     server = MotoServer("127.0.0.1", free_port)
     server.start()
     try:

@@ -29,6 +29,23 @@ def _add_tag(page: Page, label: str, value: str, key: str = "Enter") -> None:
     field.press(key)
 
 
+def _open_postback_of(page: Page, affiliate: str) -> None:
+    """Open the affiliate's postback from its own row.
+
+    Other tests share the stack, so until the filtered list has arrived the page may still show
+    their postbacks too: the button is looked for in the affiliate's row, never page-wide.
+    """
+    row = page.get_by_role("row").filter(has_text=affiliate)
+    row.get_by_role("button", name=re.compile(r"^Open postback ")).click()
+
+
+def _open_details_of(page: Page, affiliate: str) -> Any:
+    page.get_by_label("Affiliate", exact=True).fill(affiliate)
+    page.get_by_role("button", name="Apply filters").click()
+    _open_postback_of(page, affiliate)
+    return page.get_by_role("dialog", name="Postback details")
+
+
 def test_create_a_global_postback_with_placeholders_and_see_its_delivery(
     admin_page: Page, web: Stack, receiver: Receiver, screenshots: Path
 ) -> None:
@@ -76,7 +93,7 @@ def test_create_a_global_postback_with_placeholders_and_see_its_delivery(
     (delivered,) = receiver.wait_for(1, "/cb", timeout=20)
     assert delivered.query == {"click": "click-abc", "status": "approved"}
 
-    page.get_by_role("button", name=re.compile(r"^Open postback ")).click()
+    _open_postback_of(page, affiliate)
     log = page.get_by_role("region", name="Delivery log")
     for _ in range(40):
         if log.get_by_role("cell", name="200", exact=True).count():
@@ -121,9 +138,7 @@ def test_field_errors_from_the_api_are_shown_at_their_fields(admin_page: Page) -
 def test_a_stale_edit_says_changed_elsewhere_and_reloads_then_delete_asks_first(admin_page: Page, web: Stack) -> None:
     page, affiliate = admin_page, readable_affiliate()
     created = web.create_postback(affiliate, "https://tracker.example.com/cb?c={cid}")
-    page.get_by_label("Affiliate", exact=True).fill(affiliate)
-    page.get_by_role("button", name="Apply filters").click()
-    page.get_by_role("button", name=re.compile(r"^Open postback ")).click()
+    _open_details_of(page, affiliate)
     page.get_by_role("button", name="Edit").click()
     changed = web.api("PATCH", f"/postbacks/{created['id']}", {"url": "https://tracker.example.com/other?c={cid}"})
     assert changed.status_code == 200
@@ -174,13 +189,6 @@ def _settle(page: Page) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def _open_details_of(page: Page, affiliate: str) -> Any:
-    page.get_by_label("Affiliate", exact=True).fill(affiliate)
-    page.get_by_role("button", name="Apply filters").click()
-    page.get_by_role("button", name=re.compile(r"^Open postback ")).click()
-    return page.get_by_role("dialog", name="Postback details")
-
-
 def test_show_the_signing_secret_and_rotate_it(admin_page: Page, web: Stack) -> None:
     page, affiliate = admin_page, readable_affiliate()
     console: list[str] = []
@@ -223,7 +231,7 @@ def test_show_the_signing_secret_and_rotate_it(admin_page: Page, web: Stack) -> 
     section.get_by_role("button", name="Show signing secret").click()
     expect(field).to_have_value(rotated)
     page.get_by_role("button", name="Close").click()
-    page.get_by_role("button", name=re.compile(r"^Open postback ")).click()
+    _open_postback_of(page, affiliate)
     expect(page.get_by_role("button", name="Show signing secret")).to_be_visible()
     expect(page.get_by_role("textbox", name="Signing secret")).to_have_count(0)
     assert page.evaluate("() => Object.keys(sessionStorage)") == ["postbacks.token"]

@@ -27,9 +27,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
+from functions.core.conversion import MalformedRecordError, parse_change
 from functions.core.matching import (
     DEFAULT_MAX_URL_BYTES,
     REASON_URL_TOO_LONG,
@@ -100,17 +100,15 @@ class BatchResult:
         return {"batchItemFailures": [{"itemIdentifier": self.failed_sequence_number}]}
 
 
-@dataclass(frozen=True)
-class _Item:
-    index: int
+class _Item(NamedTuple):  # (named tuples: one per record or delivery, the cheapest to make)
+    position: int  # in the batch
     record: Mapping[str, Any]
     change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)
     malformed_reason: str | None
 
 
-@dataclass(frozen=True)
-class _Pending:
-    index: int
+class _Pending(NamedTuple):
+    position: int
     delivery: PlannedDelivery
 
 
@@ -150,7 +148,7 @@ def _parse(index: int, record: Mapping[str, Any]) -> _Item:
         change = parse_change(record)
     except MalformedRecordError as exc:
         return _Item(index, record, None, exc.reason)
-    if change is not None and not is_status_change(change):
+    if change is not None and change.conversion.status == change.previous_status:  # not a status change
         change = None
     return _Item(index, record, change, None)
 
@@ -230,14 +228,12 @@ class ConversionEvaluator:
         rules: dict[str, tuple[Postback, ...]] = {}
         if any(item.change is not None for item in items):
             self._observe_rules_version()
+        load = self._postbacks.list_for_affiliate
         for item in items:
-            if item.change is None:
-                continue
-            affiliate_id = item.change.conversion.affiliate_id
-            if affiliate_id in rules:
+            if item.change is None or (affiliate_id := item.change.conversion.affiliate_id) in rules:
                 continue
             try:
-                rules[affiliate_id] = self._rules.get(affiliate_id, self._postbacks.list_for_affiliate)
+                rules[affiliate_id] = self._rules.get(affiliate_id, load)
             except Exception as exc:
                 log_event(
                     logger,
@@ -249,7 +245,7 @@ class ConversionEvaluator:
                     sequence_number=sequence_number(item.record),
                     reason=type(exc).__name__,
                 )
-                return rules, item.index
+                return rules, item.position
         return rules, None
 
     def _observe_rules_version(self) -> None:
@@ -279,6 +275,7 @@ class ConversionEvaluator:
         seen: set[str] = set()
         edits: dict[str, float] = {}  # per affiliate: its newest postback save (epoch seconds)
         created = dead_lettered = 0
+        staleness = self._rules.max_staleness_seconds
         for item in items:
             try:
                 if item.malformed_reason is not None:
@@ -286,10 +283,12 @@ class ConversionEvaluator:
                     self._dead_letter(item.record, item.malformed_reason, now, malformed, metrics)
                     dead_lettered += 1
                     continue
-                if item.change is None:
+                change = item.change
+                if change is None:
                     continue
-                postbacks = rules[item.change.conversion.affiliate_id]
-                match = match_change(item.change, postbacks, self._max_url_bytes)
+                affiliate_id = change.conversion.affiliate_id
+                postbacks = rules[affiliate_id]
+                match = match_change(change, postbacks, self._max_url_bytes)
                 for failure in match.failures:
                     self._dead_letter(
                         item.record,
@@ -316,12 +315,13 @@ class ConversionEvaluator:
                     if outcome is CreateOutcome.CREATED:
                         created += 1
                     if outcome is not CreateOutcome.EXISTS_HANDLED:
-                        pending.append(_Pending(item.index, delivery))
-                if item.change.conversion.affiliate_id not in edits:
-                    edits[item.change.conversion.affiliate_id] = latest_edit(postbacks)
-                stranded = self._requeue_earlier(
-                    item, match, postbacks, edits[item.change.conversion.affiliate_id], seen
-                )
+                        pending.append(_Pending(item.position, delivery))
+                edited_at = edits.get(affiliate_id)
+                if edited_at is None:
+                    edited_at = edits[affiliate_id] = latest_edit(postbacks)
+                if edited_at <= change.changed_at - staleness:
+                    continue  # no edit recent enough to have changed what fires (`_requeue_earlier`)
+                stranded = self._requeue_earlier(item, match, postbacks, edited_at, seen)
                 pending.extend(stranded)
                 if metrics is not None and stranded:
                     metrics.count(Metric.DELIVERIES_RE_ENQUEUED, len(stranded))
@@ -339,8 +339,8 @@ class ConversionEvaluator:
                     **_record_ids(item.record),
                 )
                 # Deliveries of this record already written stay pending: the retry enqueues them.
-                kept = [p for p in pending if p.index < item.index]
-                return _Written(kept, created, dead_lettered, item.index)
+                kept = [p for p in pending if p.position < item.position]
+                return _Written(kept, created, dead_lettered, item.position)
         return _Written(pending, created, dead_lettered, None)
 
     def _create(
@@ -423,7 +423,7 @@ class ConversionEvaluator:
             return []
         found = self._deliveries.pending_among(candidates)
         seen.update(delivery.delivery_id for delivery in found)
-        return [_Pending(item.index, delivery) for delivery in found]
+        return [_Pending(item.position, delivery) for delivery in found]
 
     def _enqueue(self, pending: Sequence[_Pending]) -> tuple[int, int | None]:
         """Send in record order, ten per call; return (sent, index of the first record not fully sent)."""
@@ -447,7 +447,7 @@ class ConversionEvaluator:
                 unsent = [p for p in chunk if p.delivery.delivery_id in failed] or list(chunk)
                 sent += len(chunk) - len(unsent)
                 log_event(logger, Event.ENQUEUE_FAILED, logging.ERROR, not_sent=len(unsent), reason="send_failed")
-                return sent, min(p.index for p in unsent)
+                return sent, min(p.position for p in unsent)
             except Exception as exc:
                 log_event(
                     logger,
@@ -457,7 +457,7 @@ class ConversionEvaluator:
                     not_sent=len(chunk),
                     reason=type(exc).__name__,
                 )
-                return sent, min(p.index for p in chunk)
+                return sent, min(p.position for p in chunk)
             sent += len(chunk)
         return sent, None
 

@@ -155,9 +155,10 @@ def _parse_plain_image(image: dict[str, Any]) -> Conversion | None:
     blank, the status a spelling seen before; None otherwise, for `_parse_image` to decide.
 
     Written for speed (it reads every attribute of every record): membership and subscripts
-    rather than method calls, a missing key caught once for the whole pass.
+    rather than method calls, a missing key caught once for the whole pass, and the attributes
+    written over a copy of the image (sized for them at once) rather than inserted one by one.
     """
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, Any] = image.copy()  # every value replaced below, or removed
     strings = _STRINGS
     try:
         for name, raw in image.items():
@@ -182,6 +183,8 @@ def _parse_plain_image(image: dict[str, Any]) -> Conversion | None:
                 if type(raw) is not dict or len(raw) != 1 or type(raw["L"]) is not list:
                     return None
                 attributes[name] = _string_list(name, raw)
+            else:
+                del attributes[name]  # not an attribute of docs/contract.md §3
         conversion_id = attributes["conversion_id"]
         affiliate_id = attributes["affiliate_id"]
         offer_id = attributes["offer_id"]

@@ -215,9 +215,11 @@ class _Index:
 # The indexes of the postbacks seen lately (each affiliate's, as the rules cache holds them), by the
 # identity of their first postback: an entry serves only the same postbacks (the same objects, or
 # equal ones) in the same order, whatever sequence holds them; the entry keeps that first postback
-# alive, so its `id()` is not reused while the entry exists.
+# alive, so its `id()` is not reused while the entry exists. Entries of postbacks the rules cache
+# has since read again stay until the bound is reached and every entry is dropped: at most that many
+# affiliates' postbacks are kept here (an index costs about as much as testing every postback once).
 _INDEXES: dict[int, _Index] = {}
-_MAX_INDEXES = 4096
+_MAX_INDEXES = 2048
 _EMPTY_INDEX = _Index(())
 
 

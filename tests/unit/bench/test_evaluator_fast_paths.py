@@ -345,3 +345,15 @@ def test_the_offer_index_follows_the_postbacks_given() -> None:
     assert _fired(change, (scoped, first, scoped)) == ["pb_scoped", "pb_global_1", "pb_scoped"]
     assert _fired(change, iter([scoped, first])) == ["pb_scoped", "pb_global_1"]
     assert _fired(change, ()) == []
+
+
+def test_the_offer_indexes_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.core import matching
+
+    monkeypatch.setattr(matching, "_INDEXES", {})
+    monkeypatch.setattr(matching, "_MAX_INDEXES", 3)
+    change = parse_change(StreamBuilder().insert(conversion()))
+    assert change is not None
+    for number in range(10):
+        assert _fired(change, [postback(f"pb_{number}")]) == [f"pb_{number}"]
+        assert len(matching._INDEXES) <= 3

@@ -61,10 +61,21 @@ def normalise_status(raw: str) -> str:
 
 def parse_status(raw: str) -> str:
     """The normalised status; `MalformedRecordError` unless it is one of the statuses of docs/contract.md §1."""
+    status = _STATUSES.get(raw)
+    if status is not None:
+        return status
     status = normalise_status(raw)
     if status not in CONVERSION_STATUSES:
         raise MalformedRecordError(f"unknown status {raw!r}")
+    if len(_STATUSES) < _MAX_STATUS_SPELLINGS:
+        _STATUSES[raw] = status
     return status
+
+
+# Each spelling of a valid status seen, normalised (a stream repeats a few spellings: `approved`,
+# `APPROVED`, `CONVERSION_STATUS_APPROVED`); bounded, so odd spellings cannot grow it for ever.
+_STATUSES: dict[str, str] = {}
+_MAX_STATUS_SPELLINGS = 256
 
 
 def _is_null(value: Any) -> bool:
@@ -118,35 +129,109 @@ _OPTIONAL_PARSERS: dict[str, Callable[[str, Any], AttributeValue]] = {
     **{name: _number for name in NUMBER_ATTRIBUTES},
     **{name: _string_list for name in STRING_LIST_ATTRIBUTES},
 }
+# The attributes read, by type (the required ones are strings).
+_STRINGS = frozenset({*REQUIRED_ATTRIBUTES, *STRING_ATTRIBUTES})
 _ABSENT = object()
 
 
 def parse_image(image: Any) -> Conversion:
     """A conversion from a stream image; `MalformedRecordError` on a missing or mistyped attribute.
 
-    Stream images are plain dicts of plain dicts and most attributes are strings: a value that is
-    exactly `{"S": <str>}` takes an inline path (exact type checks, no call per attribute); anything
-    else goes through the general checks (`_is_null`, the attribute's parser), which give the same
-    results and the errors.
+    Stream images are plain dicts of plain dicts, every value in its type's one key: those are read
+    in one pass (`_parse_plain_image`); anything else — a null, another mapping type, a value that
+    is not valid — goes through the general checks (`_parse_image`), which give the same results
+    and the errors.
     """
-    if type(image) is not dict and not isinstance(image, Mapping):
+    if type(image) is dict:
+        conversion = _parse_plain_image(image)
+        if conversion is not None:
+            return conversion
+    return _parse_image(image)
+
+
+def _parse_plain_image(image: dict[str, Any]) -> Conversion | None:
+    """The conversion, if every attribute read is a plain dict holding exactly its type's key with a
+    valid value (a string, a finite number, a list of strings), the required ones present and not
+    blank, the status a spelling seen before; None otherwise, for `_parse_image` to decide.
+
+    Written for speed (it reads every attribute of every record): membership and subscripts
+    rather than method calls, a missing key caught once for the whole pass, and the attributes
+    written over a copy of the image (sized for them at once) rather than inserted one by one.
+    """
+    attributes: dict[str, Any] = image.copy()  # every value replaced below, or removed
+    strings = _STRINGS
+    try:
+        for name, raw in image.items():
+            if name in strings:
+                if type(raw) is not dict or len(raw) != 1:
+                    return None
+                value = raw["S"]
+                if type(value) is not str:
+                    return None
+                attributes[name] = value
+            elif name in NUMBER_ATTRIBUTES:
+                if type(raw) is not dict or len(raw) != 1:
+                    return None
+                value = raw["N"]
+                if type(value) is not str:
+                    return None
+                number = Decimal(value)
+                if not number.is_finite():
+                    return None
+                attributes[name] = number
+            elif name in STRING_LIST_ATTRIBUTES:
+                if type(raw) is not dict or len(raw) != 1 or type(raw["L"]) is not list:
+                    return None
+                attributes[name] = _string_list(name, raw)
+            else:
+                del attributes[name]  # not an attribute of docs/contract.md §3
+        conversion_id = attributes["conversion_id"]
+        affiliate_id = attributes["affiliate_id"]
+        offer_id = attributes["offer_id"]
+        conversion_type = attributes["conversion_type"]
+        status = _STATUSES[attributes["status"]]  # a spelling seen before
+    except (KeyError, InvalidOperation, MalformedRecordError):
+        return None
+    if (
+        not conversion_id
+        or conversion_id.isspace()
+        or not affiliate_id
+        or affiliate_id.isspace()
+        or not offer_id
+        or offer_id.isspace()
+        or not conversion_type
+        or conversion_type.isspace()
+    ):
+        return None
+    attributes["status"] = status
+    return Conversion(conversion_id, affiliate_id, offer_id, conversion_type, status, attributes)
+
+
+def _blank(value: str) -> bool:
+    return not value or value.isspace()
+
+
+def _required(image: Mapping[str, Any], name: str) -> str:
+    """A required attribute: a non-blank string; `MalformedRecordError` naming it otherwise."""
+    raw = image.get(name, _ABSENT)
+    value: str
+    if raw is _ABSENT or _is_null(raw):
+        raise MalformedRecordError(f"missing required attribute {name}")
+    value = _string(name, raw)
+    if _blank(value):
+        raise MalformedRecordError(f"required attribute {name} is empty")
+    return value
+
+
+def _parse_image(image: Any) -> Conversion:
+    """`parse_image` with every check: the attribute's type tested as any mapping, nulls, the errors."""
+    if not isinstance(image, Mapping):
         raise MalformedRecordError("image is not a map of attributes")
-    required: list[str] = []
-    get = image.get
-    for name in REQUIRED_ATTRIBUTES:
-        raw = get(name, _ABSENT)
-        value: str
-        if type(raw) is dict and len(raw) == 1 and type(text := raw.get("S")) is str:
-            value = text
-        elif raw is _ABSENT or _is_null(raw):
-            raise MalformedRecordError(f"missing required attribute {name}")
-        else:
-            value = _string(name, raw)
-        if not value or value.isspace():
-            raise MalformedRecordError(f"required attribute {name} is empty")
-        required.append(value)
-    conversion_id, affiliate_id, offer_id, conversion_type, raw_status = required
-    status = parse_status(raw_status)
+    conversion_id = _required(image, "conversion_id")
+    affiliate_id = _required(image, "affiliate_id")
+    offer_id = _required(image, "offer_id")
+    conversion_type = _required(image, "conversion_type")
+    status = parse_status(_required(image, "status"))
     attributes: dict[str, AttributeValue] = {
         "conversion_id": conversion_id,
         "affiliate_id": affiliate_id,
@@ -154,15 +239,9 @@ def parse_image(image: Any) -> Conversion:
         "conversion_type": conversion_type,
         "status": status,
     }
-    parsers = _OPTIONAL_PARSERS
-    string = _string
     for name, raw in image.items():
-        parser = parsers.get(name)
-        if parser is None:
-            continue
-        if parser is string and type(raw) is dict and len(raw) == 1 and type(text := raw.get("S")) is str:
-            attributes[name] = text
-        elif not _is_null(raw):
+        parser = _OPTIONAL_PARSERS.get(name)
+        if parser is not None and not _is_null(raw):
             attributes[name] = parser(name, raw)
     return Conversion(
         conversion_id=conversion_id,
@@ -174,21 +253,32 @@ def parse_image(image: Any) -> Conversion:
     )
 
 
+# Each spelling of a previous status seen, normalised (bounded, like `_STATUSES`).
+_PREVIOUS_STATUSES: dict[str, str | None] = {}
+
+
 def _previous_status(old_image: Any) -> str | None:
     """The status before the change, normalised; None when the old image has none.
 
     Only the status is read from the old image: it was validated when it was the new image, and a
     correction of a once-malformed record must still be evaluated on its own new image.
     """
-    if not isinstance(old_image, Mapping):
+    if type(old_image) is not dict and not isinstance(old_image, Mapping):
         raise MalformedRecordError("OldImage is not a map of attributes")
     value = old_image.get("status")
+    if type(value) is dict and len(value) == 1:
+        raw = value.get("S")
+        if type(raw) is str and raw in _PREVIOUS_STATUSES:
+            return _PREVIOUS_STATUSES[raw]
     if value is None or _is_null(value):
         return None
     if not isinstance(value, Mapping) or not isinstance(value.get("S"), str):
         return None
-    status = normalise_status(str(value["S"]))
-    return status or None
+    raw = str(value["S"])
+    status = normalise_status(raw) or None
+    if len(_PREVIOUS_STATUSES) < _MAX_STATUS_SPELLINGS:
+        _PREVIOUS_STATUSES[raw] = status
+    return status
 
 
 def change_time(raw: Any) -> float:
@@ -231,7 +321,7 @@ def parse_change(record: Mapping[str, Any]) -> ConversionChange | None:
     if event_name not in (INSERT, MODIFY):
         raise MalformedRecordError(f"unknown eventName {event_name!r}")
     stream = record.get("dynamodb")
-    if not isinstance(stream, Mapping):
+    if type(stream) is not dict and not isinstance(stream, Mapping):
         raise MalformedRecordError("missing dynamodb section")
     if "NewImage" not in stream:
         raise MalformedRecordError(f"missing NewImage on {event_name}")
@@ -241,8 +331,9 @@ def parse_change(record: Mapping[str, Any]) -> ConversionChange | None:
         if "OldImage" not in stream:
             raise MalformedRecordError("missing OldImage on MODIFY (stream view type must be NEW_AND_OLD_IMAGES)")
         previous = _previous_status(stream["OldImage"])
-    changed_at = change_time(stream.get("ApproximateCreationDateTime"))
-    return ConversionChange(conversion=conversion, previous_status=previous, changed_at=changed_at)
+    raw_time = stream.get("ApproximateCreationDateTime")
+    changed_at = float(raw_time) if type(raw_time) is float or type(raw_time) is int else change_time(raw_time)
+    return ConversionChange(conversion, previous, changed_at)
 
 
 def is_status_change(change: ConversionChange) -> bool:

@@ -22,6 +22,10 @@ postback does not change a delivery already made). A rendered URL over `max_url_
 not sent: the match is returned apart (`MatchResult.too_long`, `url_too_long`), with its URL cut to
 the limit, so the evaluator records it dead-lettered. Pure: no AWS, no clock.
 
+The postbacks given are indexed by offer once (`_index_of`): the evaluator passes each affiliate's
+postbacks as the rules cache holds them, the same objects batch after batch, so each change tests
+only the postbacks that can cover its offer instead of all of the affiliate's.
+
 `earlier_deliveries` names the deliveries an earlier evaluation of the same change may have made
 for postbacks that do not fire now (edited since): re-enqueueing follows the deliveries that exist,
 not a fresh match (docs/reliability.md).
@@ -41,7 +45,7 @@ from functions.core.model import (
     delivery_id_for,
     parse_timestamp,
 )
-from functions.core.rendering import ChangeValues, RenderError, render_change_url, template_host
+from functions.core.rendering import RenderError, render_change
 
 # docs/contract.md §2: a rendered URL longer than this (UTF-8 bytes) is not sent.
 DEFAULT_MAX_URL_BYTES = 8192
@@ -56,14 +60,26 @@ class RenderFailure:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MatchResult:
-    """What a change fires: the deliveries, the URLs that could not be rendered, those too long."""
+    """What a change fires. Its own `__init__`, made for every change that fires: see
+    functions/core/model.py (`Conversion`)."""
 
     deliveries: tuple[PlannedDelivery, ...]
     failures: tuple[RenderFailure, ...]
     # Matches whose rendered URL is over the limit, the URL cut to it: recorded `url_too_long`, never sent.
     too_long: tuple[PlannedDelivery, ...] = ()
+
+    def __init__(
+        self,
+        deliveries: tuple[PlannedDelivery, ...],
+        failures: tuple[RenderFailure, ...],
+        too_long: tuple[PlannedDelivery, ...] = (),
+    ) -> None:
+        fields = self.__dict__
+        fields["deliveries"] = deliveries
+        fields["failures"] = failures
+        fields["too_long"] = too_long
 
 
 def offer_in_scope(postback: Postback, offer_id: str) -> bool:
@@ -83,30 +99,25 @@ def fires_from(postback: Postback) -> float:
     return _epoch_seconds(postback.created_at)
 
 
-def _plan_delivery(postback: Postback, change: ConversionChange, values: ChangeValues) -> PlannedDelivery:
-    """The postback's URL rendered for the change; `RenderError` if it cannot be rendered.
-
-    `values` are the change's placeholder values, computed on first use and shared by every
-    postback the change fires.
-    """
+def _plan_delivery(postback: Postback, change: ConversionChange) -> PlannedDelivery:
+    """The postback's URL rendered for the change; `RenderError` if it cannot be rendered."""
     conversion = change.conversion
     delivery_id = delivery_id_for(postback.id, conversion.conversion_id, conversion.status)
-    url = render_change_url(postback.url, values, postback.id, delivery_id)
-    # The rendered URL has the template's authority (`render_change_url` checks it), so its host.
-    host = template_host(postback.url)
+    # The rendered URL has the template's authority (`render_change` checks it), so its host.
+    url, host = render_change(postback.url, change, postback.id, delivery_id)
     if not host:
         raise RenderError("rendered URL has no host")
     return PlannedDelivery(
-        delivery_id=delivery_id,
-        postback_id=postback.id,
-        affiliate_id=conversion.affiliate_id,
-        conversion_id=conversion.conversion_id,
-        conversion_status=conversion.status,
-        previous_status=change.previous_status,
-        offer_id=conversion.offer_id,
-        url=url,
-        target_host=host,
-        delay_seconds=postback.delay_seconds,
+        delivery_id,
+        postback.id,
+        conversion.affiliate_id,
+        conversion.conversion_id,
+        conversion.status,
+        change.previous_status,
+        conversion.offer_id,
+        url,
+        host,
+        postback.delay_seconds,
     )
 
 
@@ -123,25 +134,97 @@ def url_over_limit(url: str, max_url_bytes: int) -> bool:
     return len(url) > max_url_bytes or (not url.isascii() and len(url.encode("utf-8")) > max_url_bytes)
 
 
+class _Index:
+    """An affiliate's postbacks arranged for matching: for each offer named by an offer-scoped postback,
+    the enabled postbacks that can cover it (those offer-scoped postbacks and every enabled global one),
+    in the order given; for every other offer, the enabled global ones.
+
+    Only a pre-selection: `match_change` still tests every condition on each candidate, so the
+    result is the same as testing every postback.
+    """
+
+    __slots__ = ("_latest_edit", "by_offer", "other_offers", "postbacks")
+
+    def __init__(self, postbacks: tuple[Postback, ...]) -> None:
+        self.postbacks = postbacks
+        global_scope: list[Postback] = []
+        by_offer: dict[str, list[Postback]] = {}
+        for postback in postbacks:
+            if not postback.enabled:
+                continue
+            if postback.scope == Scope.OFFER:
+                for offer_id in dict.fromkeys(postback.included_offer_ids):
+                    candidates = by_offer.get(offer_id)
+                    if candidates is None:
+                        # The global postbacks given before this one come before it.
+                        candidates = by_offer[offer_id] = list(global_scope)
+                    candidates.append(postback)
+            else:
+                global_scope.append(postback)
+                for candidates in by_offer.values():
+                    candidates.append(postback)
+        self.other_offers: list[Postback] = global_scope
+        self.by_offer = by_offer
+        self._latest_edit: float | None = None
+
+    def latest_edit(self) -> float:
+        if self._latest_edit is None:
+            self._latest_edit = max((_epoch_seconds(postback.updated_at) for postback in self.postbacks), default=0.0)
+        return self._latest_edit
+
+
+# The indexes of the postbacks seen lately (each affiliate's, as the rules cache holds them), by the
+# identity of their first postback: an entry serves only the same postbacks (the same objects, or
+# equal ones) in the same order, whatever sequence holds them; the entry keeps that first postback
+# alive, so its `id()` is not reused while the entry exists. Entries of postbacks the rules cache
+# has since read again stay until the bound is reached and every entry is dropped: at most that many
+# affiliates' postbacks are kept here (an index costs about as much as testing every postback once).
+_INDEXES: dict[int, _Index] = {}
+_MAX_INDEXES = 2048
+_EMPTY_INDEX = _Index(())
+
+
+def _index_of(postbacks: Iterable[Postback]) -> _Index:
+    """The index of these postbacks, built once for the same postbacks."""
+    snapshot = tuple(postbacks)  # the tuple itself when given one
+    if not snapshot:
+        return _EMPTY_INDEX
+    key = id(snapshot[0])
+    index = _INDEXES.get(key)
+    if index is not None and (index.postbacks is snapshot or index.postbacks == snapshot):
+        return index
+    index = _Index(snapshot)
+    if len(_INDEXES) >= _MAX_INDEXES:
+        _INDEXES.clear()  # more affiliates than that in one container: the busy ones are indexed again
+    _INDEXES[key] = index
+    return index
+
+
+_NOTHING = MatchResult(deliveries=(), failures=())
+
+
 def match_change(
     change: ConversionChange, postbacks: Iterable[Postback], max_url_bytes: int = DEFAULT_MAX_URL_BYTES
 ) -> MatchResult:
     """Every postback the change fires, rendered, in the order given; render failures and URLs over the limit apart."""
-    deliveries: list[PlannedDelivery] = []
-    failures: list[RenderFailure] = []
-    too_long: list[PlannedDelivery] = []
-    values: ChangeValues | None = None
     conversion = change.conversion
     status = conversion.status
     if status == change.previous_status:
-        return MatchResult(deliveries=(), failures=())
+        return _NOTHING
+    index = _index_of(postbacks)
+    offer_id = conversion.offer_id
+    candidates = index.by_offer.get(offer_id, index.other_offers)
+    if not candidates:
+        return _NOTHING
+    deliveries: list[PlannedDelivery] = []
+    failures: list[RenderFailure] = []
+    too_long: list[PlannedDelivery] = []
     # The conditions of the module docstring, with the change's fields read once and the cheapest
-    # tests first: this loop runs for every postback of the affiliate on every status change.
+    # tests first.
     conversion_type = conversion.conversion_type
     affiliate_id = conversion.affiliate_id
-    offer_id = conversion.offer_id
     changed_at = change.changed_at
-    for postback in postbacks:
+    for postback in candidates:
         if not (
             postback.enabled
             and status in postback.conversion_statuses
@@ -151,11 +234,8 @@ def match_change(
             and changed_at >= fires_from(postback)
         ):
             continue
-        if values is None:
-            # Computed on first use and shared by every postback the change fires.
-            values = ChangeValues(change)
         try:
-            planned = _plan_delivery(postback, change, values)
+            planned = _plan_delivery(postback, change)
         except RenderError as exc:
             failures.append(RenderFailure(postback_id=postback.id, reason=f"render_failed: {exc}"))
             continue
@@ -163,12 +243,14 @@ def match_change(
             too_long.append(replace(planned, url=cut_to_bytes(planned.url, max_url_bytes)))
         else:
             deliveries.append(planned)
-    return MatchResult(deliveries=tuple(deliveries), failures=tuple(failures), too_long=tuple(too_long))
+    if not (deliveries or failures or too_long):
+        return _NOTHING
+    return MatchResult(tuple(deliveries), tuple(failures), tuple(too_long))
 
 
 def latest_edit(postbacks: Iterable[Postback]) -> float:
     """Epoch seconds of the newest save among the postbacks (0 for none): one number per affiliate."""
-    return max((_epoch_seconds(postback.updated_at) for postback in postbacks), default=0.0)
+    return _index_of(postbacks).latest_edit()
 
 
 def earlier_deliveries(

@@ -5,7 +5,6 @@ Frozen dataclasses, no AWS. Storage modules convert to and from these.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
@@ -158,7 +157,14 @@ class Delivery:
         return None
 
 
-@dataclass(frozen=True)
+# Frozen dataclasses made for every stream record or every match (`Conversion`, `ConversionChange`,
+# `PlannedDelivery`) have their own `__init__` (`init=False`), which stores the fields in the
+# instance's `__dict__`: the generated frozen `__init__` sets each one through `object.__setattr__`,
+# at about twice the cost. Same parameters, same fields (tests/unit/core/test_model.py checks both
+# against the dataclass's fields); still frozen, compared and printed as dataclasses.
+
+
+@dataclass(frozen=True, init=False)
 class PlannedDelivery:
     """One match, rendered (`functions.core.matching`): what the delivery record is created from."""
 
@@ -174,8 +180,33 @@ class PlannedDelivery:
     # The first attempt waits this long after the match (the postback's `delay_seconds`).
     delay_seconds: int = 0
 
+    def __init__(
+        self,
+        delivery_id: str,
+        postback_id: str,
+        affiliate_id: str,
+        conversion_id: str,
+        conversion_status: str,
+        previous_status: str | None,
+        offer_id: str,
+        url: str,
+        target_host: str,
+        delay_seconds: int = 0,
+    ) -> None:
+        fields = self.__dict__
+        fields["delivery_id"] = delivery_id
+        fields["postback_id"] = postback_id
+        fields["affiliate_id"] = affiliate_id
+        fields["conversion_id"] = conversion_id
+        fields["conversion_status"] = conversion_status
+        fields["previous_status"] = previous_status
+        fields["offer_id"] = offer_id
+        fields["url"] = url
+        fields["target_host"] = target_host
+        fields["delay_seconds"] = delay_seconds
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Conversion:
     """One conversion as the conversion service wrote it (docs/contract.md §3), status normalised."""
 
@@ -186,8 +217,25 @@ class Conversion:
     status: str
     attributes: dict[str, str | Decimal | list[str]] = field(default_factory=dict)
 
+    def __init__(
+        self,
+        conversion_id: str,
+        affiliate_id: str,
+        offer_id: str,
+        conversion_type: str,
+        status: str,
+        attributes: dict[str, str | Decimal | list[str]] | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["conversion_id"] = conversion_id
+        fields["affiliate_id"] = affiliate_id
+        fields["offer_id"] = offer_id
+        fields["conversion_type"] = conversion_type
+        fields["status"] = status
+        fields["attributes"] = {} if attributes is None else attributes
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class ConversionChange:
     """A stream record reduced to what firing needs: the new image and the previous status."""
 
@@ -195,6 +243,12 @@ class ConversionChange:
     previous_status: str | None
     # When the change was written (stream ApproximateCreationDateTime), seconds since the epoch.
     changed_at: float
+
+    def __init__(self, conversion: Conversion, previous_status: str | None, changed_at: float) -> None:
+        fields = self.__dict__
+        fields["conversion"] = conversion
+        fields["previous_status"] = previous_status
+        fields["changed_at"] = changed_at
 
 
 def utc_now() -> datetime:
@@ -232,12 +286,42 @@ def new_postback_id() -> str:
     return "pb_" + new_ulid()
 
 
+# Base32 (RFC 4648, lower case) of every 10-bit value: two characters per lookup.
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_BASE32_PAIRS: tuple[str, ...] = tuple(first + second for first in _BASE32 for second in _BASE32)
+
+
 def delivery_id_for(postback_id: str, conversion_id: str, status: str) -> str:
     """The delivery ID derived from (postback, conversion, status): the deduplication key.
 
     Deterministic, so a redelivered stream record or a status flip-flop computes the same ID and
     the conditional write refuses a second delivery; it is also the `{deliveryId}` placeholder.
+    `"dl_"` and the first 160 bits of SHA-256 in lower-case base32 (32 characters, no padding):
+    exactly `base64.b32encode(digest[:20]).decode().lower()`, written as sixteen lookups of ten
+    bits each because the evaluator derives one ID per match.
     """
     digest = hashlib.sha256(f"{postback_id}\x1f{conversion_id}\x1f{status}".encode()).digest()
-    # 32 base32 characters are the first 160 bits: encode those 20 bytes only (same result, less work).
-    return "dl_" + base64.b32encode(digest[:20]).decode("ascii").lower()
+    high = int.from_bytes(digest[:10], "big")
+    low = int.from_bytes(digest[10:20], "big")
+    pairs = _BASE32_PAIRS
+    return "".join(
+        (
+            "dl_",
+            pairs[high >> 70],
+            pairs[(high >> 60) & 1023],
+            pairs[(high >> 50) & 1023],
+            pairs[(high >> 40) & 1023],
+            pairs[(high >> 30) & 1023],
+            pairs[(high >> 20) & 1023],
+            pairs[(high >> 10) & 1023],
+            pairs[high & 1023],
+            pairs[low >> 70],
+            pairs[(low >> 60) & 1023],
+            pairs[(low >> 50) & 1023],
+            pairs[(low >> 40) & 1023],
+            pairs[(low >> 30) & 1023],
+            pairs[(low >> 20) & 1023],
+            pairs[(low >> 10) & 1023],
+            pairs[low & 1023],
+        )
+    )

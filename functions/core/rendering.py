@@ -6,21 +6,27 @@ rendering, the URL's scheme and authority are compared with the template's and a
 value turned into `.` or `..` is refused: `render_change_url` raises `RenderError` rather than produce a
 URL that points somewhere the saved template did not.
 
-Templates are parsed once per distinct string (`lru_cache`): the evaluator renders many URLs
-from few templates.
+Templates are parsed and compiled once per distinct string (`lru_cache`): the evaluator renders many
+URLs from few templates. The compiled form (`_Template.steps`) says how each placeholder takes its
+value; rendering then reads only the values the template uses, tests once whether any of them needs
+percent-encoding (most are IDs, statuses and amounts, which do not) and parses the result again
+only when a placeholder is in the scheme, authority or path. `render_change` is the evaluator's
+path (values read straight from the change); `render_change_url` takes them from `ChangeValues`.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
+from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-from functions.core.model import Conversion, ConversionChange
+from functions.core.model import ConversionChange
 from functions.core.placeholders import CATALOGUE, PLACEHOLDER_PATTERN, Placeholder, Source
 
 
@@ -44,7 +50,12 @@ def format_amount(value: Decimal) -> str:
     """A plain decimal with a dot: no exponent, no needless trailing zeros (`12.5`, `100`, `0.01`)."""
     if not value.is_finite():
         return ""
-    text = format(value.normalize(), "f")
+    normal = value.normalize()
+    # `str` is plain digits (as `format(normal, "f")`, at a third of the cost) unless it needs an
+    # exponent: a power of ten such as 1E+2, or a fraction below 1E-6.
+    text = str(normal)
+    if "E" in text or "e" in text:
+        text = format(normal, "f")
     return "0" if text in ("-0", "0") else text
 
 
@@ -59,13 +70,9 @@ def unix_seconds(timestamp: str) -> str:
     return str(int(moment.timestamp() // 1))
 
 
-def _attribute(conversion: Conversion, name: str) -> object:
-    if name in _CONVERSION_FIELDS:
-        return getattr(conversion, name)
-    return conversion.attributes.get(name)
-
-
 def _text(value: object) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, str):
@@ -82,6 +89,8 @@ def _text(value: object) -> str:
 
 
 def _amount(value: object) -> str:
+    if type(value) is Decimal:
+        return format_amount(value)
     if isinstance(value, str):
         try:
             return format_amount(Decimal(value.strip()))
@@ -90,19 +99,27 @@ def _amount(value: object) -> str:
     return _text(value)
 
 
+def _attribute_getter(attribute: str) -> Callable[[ConversionChange], object]:
+    """The raw value of `attribute` of the change's conversion (a field, or from `attributes`)."""
+    if attribute in _CONVERSION_FIELDS:
+        field = operator.attrgetter(attribute)
+        return lambda change: field(change.conversion)
+    return lambda change: change.conversion.attributes.get(attribute)
+
+
 def _value_getter(placeholder: Placeholder) -> Callable[[ConversionChange], str]:
-    attribute = placeholder.attribute or ""
+    raw = _attribute_getter(placeholder.attribute or "")
     source = placeholder.source
     if source is Source.ATTRIBUTE or source is Source.FIRST_OF_LIST:
-        return lambda change: _text(_attribute(change.conversion, attribute))
+        return lambda change: _text(raw(change))
     if source is Source.AMOUNT:
-        return lambda change: _amount(_attribute(change.conversion, attribute))
+        return lambda change: _amount(raw(change))
     if source is Source.STATUS:
         return lambda change: change.conversion.status.lower()
     if source is Source.PREVIOUS_STATUS:
         return lambda change: (change.previous_status or "").lower()
     if source is Source.UNIX_SECONDS:
-        return lambda change: unix_seconds(_text(_attribute(change.conversion, attribute)))
+        return lambda change: unix_seconds(_text(raw(change)))
     raise ValueError(f"placeholder {placeholder.name} has no conversion value")
 
 
@@ -114,6 +131,15 @@ _GETTERS_BY_NAME: dict[str, Callable[[ConversionChange], str]] = {
     for placeholder in CATALOGUE
     if placeholder.source not in (Source.POSTBACK_ID, Source.DELIVERY_ID, *_ATTEMPT_SOURCES)
 }
+# The placeholders whose value is an entry of `Conversion.attributes` as text (the most common
+# kind), with the entry's name: `ChangeValues` reads them inline, as their getters do.
+_TEXT_ATTRIBUTES: dict[str, str] = {
+    placeholder.name: placeholder.attribute
+    for placeholder in CATALOGUE
+    if placeholder.source in (Source.ATTRIBUTE, Source.FIRST_OF_LIST)
+    and placeholder.attribute is not None
+    and placeholder.attribute not in _CONVERSION_FIELDS
+}
 _POSTBACK_ID_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.POSTBACK_ID)
 _DELIVERY_ID_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.DELIVERY_ID)
 # `{timestamp}` and `{signature}` stay in the rendered URL as written: the sender fills them at
@@ -124,23 +150,49 @@ _ATTEMPT_NAMES = frozenset(p.name for p in CATALOGUE if p.source in _ATTEMPT_SOU
 class ChangeValues(dict[str, str]):
     """The values of a change's placeholders (all but the IDs), each computed on first use.
 
-    The evaluator renders a few placeholders of a few postbacks per change: computing each value
-    only when a template asks for it, once per change, saves computing the whole catalogue. Read
-    it with `[name]`: a name outside the catalogue (or an ID placeholder) reads as "" (a missing
-    value renders empty).
+    Computing each value only when a template asks for it, once per change, saves computing the
+    whole catalogue. Read it with `[name]`: a name outside the catalogue (or an ID placeholder)
+    reads as "" (a missing value renders empty).
     """
 
     __slots__ = ("_change",)
 
     def __init__(self, change: ConversionChange) -> None:
-        super().__init__()
+        # Empty as made (`dict.__init__` would add nothing): one per change, so kept short.
         self._change = change
 
     def __missing__(self, name: str) -> str:
-        getter = _GETTERS_BY_NAME.get(name)
-        value = getter(self._change) if getter is not None else ""
-        self[name] = value
-        return value
+        attribute = _TEXT_ATTRIBUTES.get(name)
+        if attribute is not None:
+            value = self._change.conversion.attributes.get(attribute)
+            text = value if type(value) is str else _text(value)
+        else:
+            getter = _GETTERS_BY_NAME.get(name)
+            text = getter(self._change) if getter is not None else ""
+        self[name] = text
+        return text
+
+
+# How a placeholder of a compiled template gets its value: from the change (an entry of
+# `Conversion.attributes` as text, or its getter, "" for a name outside the catalogue), or the IDs.
+_TEXT = 0
+_VALUE = 1
+_POSTBACK_ID = 2
+_DELIVERY_ID = 3
+
+
+def _no_value(change: ConversionChange) -> str:
+    return ""
+
+
+class _Step(NamedTuple):
+    """One placeholder of a compiled template that takes a value, and the literal text after it."""
+
+    kind: int
+    name: str
+    attribute: str  # _TEXT: the entry of `Conversion.attributes` it shows
+    getter: Callable[[ConversionChange], str]  # _VALUE: computes it
+    literal: str
 
 
 @dataclass(frozen=True)
@@ -160,6 +212,10 @@ class _Template:
     # text, the values are percent-encoded (no delimiter survives), so the rendered URL points
     # where the template does and needs no second parse.
     target_fixed: bool = False
+    # The template compiled for rendering: the text before the first placeholder that takes a value,
+    # then a step for each. `{timestamp}` and `{signature}` are part of the literal text, as written.
+    head: str = ""
+    steps: tuple[_Step, ...] = ()
 
 
 def _component_at(template: str, index: int, authority_start: int) -> Component:
@@ -202,6 +258,7 @@ def _parse_template(template: str) -> _Template:
         parts = urlsplit(empty)
     except ValueError as exc:
         raise RenderError("the URL template cannot be parsed") from exc
+    head, steps = _compile(literals, names)
     return _Template(
         literals=tuple(literals),
         names=tuple(names),
@@ -212,13 +269,47 @@ def _parse_template(template: str) -> _Template:
         has_path_placeholder=Component.PATH in components,
         hostname=parts.hostname,
         target_fixed=all(component in (Component.QUERY, Component.FRAGMENT) for component in components),
+        head=head,
+        steps=steps,
     )
+
+
+def _compile(literals: list[str], names: list[str]) -> tuple[str, tuple[_Step, ...]]:
+    """The head and steps of `_Template`: how each placeholder takes its value decided once, attempt
+    placeholders folded into the literal text around them."""
+    texts = [literals[0]]  # the literal text before the first step, then after each step
+    kinds: list[tuple[int, str]] = []
+    for name, literal in zip(names, literals[1:], strict=True):
+        if name in _ATTEMPT_NAMES:
+            texts[-1] += "{" + name + "}" + literal
+            continue
+        if name in _DELIVERY_ID_NAMES:
+            kinds.append((_DELIVERY_ID, name))
+        elif name in _POSTBACK_ID_NAMES:
+            kinds.append((_POSTBACK_ID, name))
+        else:
+            kinds.append((_TEXT if name in _TEXT_ATTRIBUTES else _VALUE, name))
+        texts.append(literal)
+    steps = tuple(
+        _Step(kind, name, _TEXT_ATTRIBUTES.get(name, ""), _GETTERS_BY_NAME.get(name, _no_value), literal)
+        for (kind, name), literal in zip(kinds, texts[1:], strict=True)
+    )
+    return texts[0], steps
+
+
+# RFC 3986 unreserved characters: the only ones a value keeps literal (as `quote(value, safe="")`).
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
 
 
 def _encode(value: str) -> str:
     # Everything but unreserved characters; text that is not valid Unicode cannot reach here from
     # DynamoDB, and is replaced rather than allowed to fail the whole batch.
     return quote(value, safe="", errors="replace")
+
+
+def _unreserved(text: str) -> bool:
+    """Every character of `text` is unreserved: percent-encoding would leave it as it is."""
+    return text.isascii() and not text.encode("ascii").translate(None, _UNRESERVED)
 
 
 def render_change_url(template: str, values: ChangeValues, postback_id: str, delivery_id: str) -> str:
@@ -231,20 +322,45 @@ def render_change_url(template: str, values: ChangeValues, postback_id: str, del
     parsed = _parse_template(template)
     if not parsed.names:
         return template
-    pieces = [parsed.literals[0]]
-    for name, literal in zip(parsed.names, parsed.literals[1:], strict=True):
-        if name in _DELIVERY_ID_NAMES:
-            value = delivery_id
-        elif name in _POSTBACK_ID_NAMES:
-            value = postback_id
-        elif name in _ATTEMPT_NAMES:
-            pieces.extend(("{", name, "}", literal))
-            continue
+    pieces = [parsed.head]  # then a value and the literal text after it, for each step
+    append = pieces.append
+    for kind, name, _, _, literal in parsed.steps:
+        append(values[name] if kind < _POSTBACK_ID else delivery_id if kind == _DELIVERY_ID else postback_id)
+        append(literal)
+    return _finish(parsed, pieces)
+
+
+def render_change(
+    template: str, change: ConversionChange, postback_id: str, delivery_id: str
+) -> tuple[str, str | None]:
+    """`render_change_url(template, ChangeValues(change), postback_id, delivery_id)` and the host of the
+    rendered URL (`template_host`), for one postback: each value is read from the change as the
+    template needs it, without keeping it (the evaluator's path: a change fires one postback, most often)."""
+    parsed = _parse_template(template)
+    if not parsed.names:
+        return template, parsed.hostname
+    attributes = change.conversion.attributes
+    pieces = [parsed.head]  # then a value and the literal text after it, for each step
+    append = pieces.append
+    for kind, _, attribute, getter, literal in parsed.steps:
+        if kind == _TEXT:
+            value = attributes.get(attribute)
+            append(value if type(value) is str else _text(value))
+        elif kind == _VALUE:
+            append(getter(change))
         else:
-            value = values[name]
-        if value:
-            pieces.append(_encode(value))
-        pieces.append(literal)
+            append(delivery_id if kind == _DELIVERY_ID else postback_id)
+        append(literal)
+    return _finish(parsed, pieces), parsed.hostname
+
+
+def _finish(parsed: _Template, pieces: list[str]) -> str:
+    """The rendered URL from the template's literal text and the values (`pieces[1::2]`), encoded."""
+    given = pieces[1::2]
+    # Most values (IDs, statuses, amounts) need no encoding: one test over all of them together,
+    # and each is encoded only if some need it.
+    if not _unreserved("".join(given)):
+        pieces[1::2] = [_encode(value) for value in given]
     rendered = "".join(pieces)
     if not parsed.target_fixed:
         _check_target(parsed, rendered)

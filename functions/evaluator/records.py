@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
 from functions.core.model import ConversionChange
 
 
-@dataclass(frozen=True)
-class RecordItem:
+class RecordItem(NamedTuple):  # one per record: a named tuple, the cheapest to make
     """One stream record of a batch, parsed."""
 
-    index: int
+    position: int  # in the batch
     record: Mapping[str, Any]
     change: ConversionChange | None  # None: nothing to evaluate (REMOVE, no status change, malformed)
     malformed_reason: str | None
@@ -43,11 +41,11 @@ def record_ids(record: Mapping[str, Any]) -> dict[str, Any]:
     return ids
 
 
-def parse_record(index: int, record: Mapping[str, Any]) -> RecordItem:
+def parse_record(position: int, record: Mapping[str, Any]) -> RecordItem:
     try:
         change = parse_change(record)
     except MalformedRecordError as exc:
-        return RecordItem(index, record, None, exc.reason)
+        return RecordItem(position, record, None, exc.reason)
     if change is not None and not is_status_change(change):
         change = None
-    return RecordItem(index, record, change, None)
+    return RecordItem(position, record, change, None)

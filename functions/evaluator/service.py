@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from functions.core.matching import (
     DEFAULT_MAX_URL_BYTES,
@@ -108,11 +108,10 @@ class BatchResult:
         return {"batchItemFailures": [{"itemIdentifier": self.failed_sequence_number}]}
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """A planned delivery and the index of the record it came from."""
+class _Pending(NamedTuple):  # one per delivery: a named tuple, the cheapest to make
+    """A planned delivery and the position in the batch of the record it came from."""
 
-    index: int
+    position: int
     delivery: PlannedDelivery
 
 
@@ -222,7 +221,7 @@ class ConversionEvaluator:
                     sequence_number=sequence_number(item.record),
                     reason=type(exc).__name__,
                 )
-                return rules, item.index
+                return rules, item.position
         return rules, None
 
     def _observe_rules_version(self) -> None:
@@ -260,6 +259,7 @@ class ConversionEvaluator:
         seen: set[str] = set()
         edits: dict[str, float] = {}  # per affiliate: its newest postback save (epoch seconds)
         created = dead_lettered = 0
+        staleness = self._rules.max_staleness_seconds
         for item in items:
             try:
                 if item.malformed_reason is not None:
@@ -267,10 +267,12 @@ class ConversionEvaluator:
                     self._dead_letter(item.record, item.malformed_reason, now, malformed, metrics)
                     dead_lettered += 1
                     continue
-                if item.change is None:
+                change = item.change
+                if change is None:
                     continue
-                postbacks = rules[item.change.conversion.affiliate_id]
-                match = matches[item.index]
+                affiliate_id = change.conversion.affiliate_id
+                postbacks = rules[affiliate_id]
+                match = matches[item.position]
                 if isinstance(match, Exception):
                     raise match
                 for failure in match.failures:
@@ -299,12 +301,13 @@ class ConversionEvaluator:
                     if outcome is CreateOutcome.CREATED:
                         created += 1
                     if outcome is not CreateOutcome.EXISTS_HANDLED:
-                        pending.append(_Pending(item.index, delivery))
-                if item.change.conversion.affiliate_id not in edits:
-                    edits[item.change.conversion.affiliate_id] = latest_edit(postbacks)
-                stranded = self._requeue_earlier(
-                    item, match, postbacks, edits[item.change.conversion.affiliate_id], seen
-                )
+                        pending.append(_Pending(item.position, delivery))
+                edited_at = edits.get(affiliate_id)
+                if edited_at is None:
+                    edited_at = edits[affiliate_id] = latest_edit(postbacks)
+                if edited_at <= change.changed_at - staleness:
+                    continue  # no edit recent enough to have changed what fires (`_requeue_earlier`)
+                stranded = self._requeue_earlier(item, match, postbacks, edited_at, seen)
                 pending.extend(stranded)
                 if metrics is not None and stranded:
                     metrics.count(Metric.DELIVERIES_RE_ENQUEUED, len(stranded))
@@ -322,8 +325,8 @@ class ConversionEvaluator:
                     **record_ids(item.record),
                 )
                 # Deliveries of this record already written stay pending: the retry enqueues them.
-                kept = [p for p in pending if p.index < item.index]
-                return _Written(kept, created, dead_lettered, item.index)
+                kept = [p for p in pending if p.position < item.position]
+                return _Written(kept, created, dead_lettered, item.position)
         return _Written(pending, created, dead_lettered, None)
 
     def _match_all(
@@ -336,9 +339,9 @@ class ConversionEvaluator:
                 continue
             try:
                 postbacks = rules[item.change.conversion.affiliate_id]
-                matches[item.index] = match_change(item.change, postbacks, self._max_url_bytes)
+                matches[item.position] = match_change(item.change, postbacks, self._max_url_bytes)
             except Exception as exc:
-                matches[item.index] = exc
+                matches[item.position] = exc
         return matches
 
     def _create_all(
@@ -348,7 +351,7 @@ class ConversionEvaluator:
         planned: dict[str, PlannedDelivery] = {}
         too_long: set[str] = set()
         for item in items:
-            match = matches.get(item.index)
+            match = matches.get(item.position)
             if not isinstance(match, MatchResult):
                 continue
             too_long.update(delivery.delivery_id for delivery in match.too_long)
@@ -450,7 +453,7 @@ class ConversionEvaluator:
             return []
         found = self._deliveries.pending_among(candidates)
         seen.update(delivery.delivery_id for delivery in found)
-        return [_Pending(item.index, delivery) for delivery in found]
+        return [_Pending(item.position, delivery) for delivery in found]
 
     def _enqueue(self, pending: Sequence[_Pending]) -> tuple[int, int | None]:
         """Send in record order, ten per call; return (sent, index of the first record not fully sent)."""
@@ -474,7 +477,7 @@ class ConversionEvaluator:
                 unsent = [p for p in chunk if p.delivery.delivery_id in failed] or list(chunk)
                 sent += len(chunk) - len(unsent)
                 log_event(logger, Event.ENQUEUE_FAILED, logging.ERROR, not_sent=len(unsent), reason="send_failed")
-                return sent, min(p.index for p in unsent)
+                return sent, min(p.position for p in unsent)
             except Exception as exc:
                 log_event(
                     logger,
@@ -484,7 +487,7 @@ class ConversionEvaluator:
                     not_sent=len(chunk),
                     reason=type(exc).__name__,
                 )
-                return sent, min(p.index for p in chunk)
+                return sent, min(p.position for p in chunk)
             sent += len(chunk)
         return sent, None
 

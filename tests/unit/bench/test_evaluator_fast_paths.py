@@ -1,9 +1,11 @@
 """The evaluator's pure path (benchmark 2) gives exactly the results of a plain reference of its rules.
 
-The product has one implementation of each rule, written for speed: `match_change` checks the
-firing conditions inline with the change's fields read once, computes only the placeholder values
-a template uses (`ChangeValues`) and takes the host from the parsed template; `parse_image` tests
-`type(x) is dict` before the `Mapping` ABC. The references below are the rules as
+The product has one implementation of each rule, written for speed: `match_change` tests only the
+postbacks its offer index selects, checks the firing conditions inline with the change's fields
+read once, renders from the compiled template (`render_change`: only the values the template uses,
+one test for whether any needs encoding) and takes the host from the parsed template;
+`parse_image` reads plain stream images in one pass and hands anything else to its general checks.
+The references below are the rules as
 docs/contract.md §2 and §4 state them, written for clarity: every condition tested one by one,
 every URL rendered from the whole catalogue by a regular expression and parsed again. They are
 compared on the benchmark's own workload and on a grid of edge cases.
@@ -15,6 +17,7 @@ import itertools
 import random
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -23,11 +26,12 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 
 from bench.workload import RecordGenerator, postbacks_of
+from functions.core import conversion as conversion_module
 from functions.core.conversion import MalformedRecordError, parse_change, parse_image
 from functions.core.matching import match_change
 from functions.core.model import ConversionChange, Postback, Scope, delivery_id_for, parse_timestamp
 from functions.core.placeholders import CATALOGUE, PLACEHOLDER_PATTERN, Source
-from functions.core.rendering import ChangeValues, RenderError, render_change_url
+from functions.core.rendering import ChangeValues, RenderError, render_change, render_change_url, template_host
 from tests.support.conversions import CHANGE_TIME, conversion, postback
 from tests.support.streams import StreamBuilder
 
@@ -212,8 +216,11 @@ def test_render_change_url_equals_the_reference(template: str, aff_s1: str) -> N
     if expected is None:
         with pytest.raises(RenderError):
             render_change_url(template, ChangeValues(change), "pb_1", "dl_1")
+        with pytest.raises(RenderError):
+            render_change(template, change, "pb_1", "dl_1")
     else:
         assert render_change_url(template, ChangeValues(change), "pb_1", "dl_1") == expected
+        assert render_change(template, change, "pb_1", "dl_1") == (expected, template_host(template))
 
 
 def _deep_proxy(image: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -254,3 +261,99 @@ def test_null_optional_attributes_are_skipped_from_any_mapping() -> None:
     image["payout"] = {"NULL": True}
     assert "cid" not in parse_image(image).attributes
     assert parse_image(image) == parse_image(MappingProxyType(image)) == parse_image(_deep_proxy(image))
+
+
+# Attribute values a stream image may hold, plain or not: each attribute of a generated image is
+# one of these (or absent), so the one-pass read meets every way of handing over to the general one.
+_ODD_VALUES: tuple[Any, ...] = (
+    {"S": "text"},
+    {"S": "APPROVED"},
+    {"S": "Conversion_Status_Rejected"},
+    {"S": "no-such-status"},
+    {"S": ""},
+    {"S": "  "},
+    {"N": "12.50"},
+    {"N": "1E+2"},
+    {"N": "NaN"},
+    {"N": "twelve"},
+    {"N": 3},
+    {"L": [{"S": "Q1"}, {"S": "Q2"}]},
+    {"L": [{"N": "1"}]},
+    {"L": []},
+    {"NULL": True},
+    {"S": "text", "NULL": True},
+    {"S": "text", "N": "1"},
+    {"S": 7},
+    {"BOOL": True},
+    MappingProxyType({"S": "proxied"}),
+    "plain",
+    None,
+)
+_IMAGE_NAMES = ("conversion_id", "affiliate_id", "offer_id", "conversion_type", "status", "cid", "payout",
+                "coupon_codes", "created_at", "unknown_attribute")  # fmt: skip
+
+
+def _parsed_or_reason(image: Any, parse: Any) -> Any:
+    try:
+        return parse(image)
+    except MalformedRecordError as exc:
+        return exc.reason
+
+
+def test_the_one_pass_read_of_an_image_gives_what_the_general_checks_give() -> None:
+    rng = random.Random(17)
+    plain = {"S": "ok"}
+    kinds = {"read": 0, "refused": 0}
+    for _ in range(4000):
+        image: dict[str, Any] = {}
+        for name in rng.sample(_IMAGE_NAMES, len(_IMAGE_NAMES)):  # any order
+            if rng.random() < 0.1:
+                continue
+            # Mostly plain values (so that whole images are read in one pass), some odd ones.
+            value = rng.choice(_ODD_VALUES) if rng.random() < 0.15 else plain
+            if name == "status" and value is plain:
+                value = {"S": rng.choice(("approved", "PENDING", "conversion_status_refunded"))}
+            elif name == "payout" and value is plain:
+                value = {"N": rng.choice(("4.95", "100", "0.00"))}
+            elif name == "coupon_codes" and value is plain:
+                value = {"L": [{"S": "SPRING"}]}
+            image[name] = value
+        expected = _parsed_or_reason(image, conversion_module._parse_image)
+        assert _parsed_or_reason(image, parse_image) == expected
+        kinds["refused" if isinstance(expected, str) else "read"] += 1
+    assert kinds["read"] > 500 and kinds["refused"] > 500
+
+
+def _fired(change: ConversionChange, postbacks: Any) -> list[str]:
+    return [delivery.postback_id for delivery in match_change(change, postbacks).deliveries]
+
+
+def test_the_offer_index_follows_the_postbacks_given() -> None:
+    change = parse_change(StreamBuilder().insert(conversion(offer_id="offer-1")))
+    assert change is not None
+    scoped = postback("pb_scoped", scope=Scope.OFFER, included=("offer-1", "offer-1", "offer-2"))
+    first, second = postback("pb_global_1"), postback("pb_global_2", excluded=("offer-1",))
+    other_offer = postback("pb_other", scope=Scope.OFFER, included=("offer-3",))
+    postbacks = [first, scoped, second, other_offer]
+    assert _fired(change, postbacks) == ["pb_global_1", "pb_scoped"]  # in the order given, each once
+    # The same list changed in place, the same postbacks in another sequence, a postback given twice.
+    postbacks.insert(0, postback("pb_new"))
+    assert _fired(change, postbacks) == ["pb_new", "pb_global_1", "pb_scoped"]
+    postbacks[2] = replace(scoped, enabled=False)
+    assert _fired(change, postbacks) == ["pb_new", "pb_global_1"]
+    assert _fired(change, (first, scoped, second)) == ["pb_global_1", "pb_scoped"]
+    assert _fired(change, (scoped, first, scoped)) == ["pb_scoped", "pb_global_1", "pb_scoped"]
+    assert _fired(change, iter([scoped, first])) == ["pb_scoped", "pb_global_1"]
+    assert _fired(change, ()) == []
+
+
+def test_the_offer_indexes_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.core import matching
+
+    monkeypatch.setattr(matching, "_INDEXES", {})
+    monkeypatch.setattr(matching, "_MAX_INDEXES", 3)
+    change = parse_change(StreamBuilder().insert(conversion()))
+    assert change is not None
+    for number in range(10):
+        assert _fired(change, [postback(f"pb_{number}")]) == [f"pb_{number}"]
+        assert len(matching._INDEXES) <= 3

@@ -119,6 +119,17 @@ def test_amounts_render_as_plain_decimals(amount: str, text: str) -> None:
     assert format_amount(Decimal(amount)) == text
 
 
+_SCALED = st.builds(
+    lambda digits, exponent: Decimal(f"{digits}E{exponent}"), st.integers(-(10**30), 10**30), st.integers(-40, 40)
+)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False) | _SCALED)
+def test_an_amount_is_its_normalised_value_in_fixed_point(amount: Decimal) -> None:
+    text = format(amount.normalize(), "f")
+    assert format_amount(amount) == ("0" if text == "-0" else text)
+
+
 def test_unix_seconds_accepts_offsets_and_naive_utc() -> None:
     assert unix_seconds("1970-01-01T00:01:00Z") == "60"
     assert unix_seconds("1970-01-01T01:01:00+01:00") == "60"

@@ -200,7 +200,8 @@ def _index_of(postbacks: Iterable[Postback]) -> _Index:
     return index
 
 
-_NOTHING = MatchResult(deliveries=(), failures=())
+# What a change that fires nothing matches (always this object).
+NOTHING = MatchResult(deliveries=(), failures=())
 
 
 def match_change(
@@ -210,12 +211,12 @@ def match_change(
     conversion = change.conversion
     status = conversion.status
     if status == change.previous_status:
-        return _NOTHING
+        return NOTHING
     index = _index_of(postbacks)
     offer_id = conversion.offer_id
     candidates = index.by_offer.get(offer_id, index.other_offers)
     if not candidates:
-        return _NOTHING
+        return NOTHING
     deliveries: list[PlannedDelivery] = []
     failures: list[RenderFailure] = []
     too_long: list[PlannedDelivery] = []
@@ -244,7 +245,7 @@ def match_change(
         else:
             deliveries.append(planned)
     if not (deliveries or failures or too_long):
-        return _NOTHING
+        return NOTHING
     return MatchResult(tuple(deliveries), tuple(failures), tuple(too_long))
 
 

@@ -143,7 +143,7 @@ class _Index:
     result is the same as testing every postback.
     """
 
-    __slots__ = ("_latest_edit", "by_offer", "other_offers", "postbacks")
+    __slots__ = ("_latest_edit", "by_offer", "other_offers", "postbacks", "statuses")
 
     def __init__(self, postbacks: tuple[Postback, ...]) -> None:
         self.postbacks = postbacks
@@ -165,6 +165,10 @@ class _Index:
                     candidates.append(postback)
         self.other_offers: list[Postback] = global_scope
         self.by_offer = by_offer
+        # Every status an enabled postback listens to: a change to any other fires nothing.
+        self.statuses = frozenset(
+            status for postback in postbacks if postback.enabled for status in postback.conversion_statuses
+        )
         self._latest_edit: float | None = None
 
     def latest_edit(self) -> float:
@@ -213,6 +217,8 @@ def match_change(
     if status == change.previous_status:
         return NOTHING
     index = _index_of(postbacks)
+    if status not in index.statuses:
+        return NOTHING
     offer_id = conversion.offer_id
     candidates = index.by_offer.get(offer_id, index.other_offers)
     if not candidates:
@@ -231,8 +237,12 @@ def match_change(
             and status in postback.conversion_statuses
             and conversion_type in postback.conversion_types
             and postback.affiliate_id == affiliate_id
-            and offer_in_scope(postback, offer_id)
-            and changed_at >= fires_from(postback)
+            and (  # `offer_in_scope`
+                offer_id in postback.included_offer_ids
+                if postback.scope == Scope.OFFER
+                else offer_id not in postback.excluded_offer_ids
+            )
+            and changed_at >= _epoch_seconds(postback.created_at)  # `fires_from`
         ):
             continue
         try:

@@ -143,6 +143,7 @@ _TEMPLATES = (
     "https://t.example/plain",
     "https://t.example:8443/cb?unknown={nope}&prev={previousStatus}",
     "https://{affS1}/cb",
+    "https://t.example/a%20b?lit=%s%25&c={affS1}%%{payout}&s={conversionStatus}%d",
 )
 
 

@@ -173,12 +173,11 @@ def _parse_plain_image(image: dict[str, Any]) -> Conversion | None:
                 if type(raw) is not dict or len(raw) != 1:
                     return None
                 value = raw["N"]
-                if type(value) is not str:
+                # Every spelling of a number that is not finite (Infinity, Inf, NaN, sNaN, any case)
+                # has an "n", no finite one has: those go to the general checks, which refuse them.
+                if type(value) is not str or "n" in value or "N" in value:
                     return None
-                number = Decimal(value)
-                if not number.is_finite():
-                    return None
-                attributes[name] = number
+                attributes[name] = Decimal(value)
             elif name in STRING_LIST_ATTRIBUTES:
                 if type(raw) is not dict or len(raw) != 1 or type(raw["L"]) is not list:
                     return None

@@ -242,7 +242,7 @@ def match_change(
                 if postback.scope == Scope.OFFER
                 else offer_id not in postback.excluded_offer_ids
             )
-            and changed_at >= _epoch_seconds(postback.created_at)  # `fires_from`
+            and changed_at >= fires_from(postback)
         ):
             continue
         try:

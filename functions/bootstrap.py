@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from functions.core.egress import EgressPolicy
     from functions.core.metrics import MetricsBatch
     from functions.egress_http import PinnedHttpClient
-    from functions.evaluator.service import ConversionEvaluator, WriteMap
+    from functions.evaluator.ports import WriteMap
+    from functions.evaluator.service import ConversionEvaluator
     from functions.sender.backfill import Backfill
     from functions.sender.hosts import HostGuard
     from functions.sender.service import DeliverySender

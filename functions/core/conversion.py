@@ -173,12 +173,11 @@ def _parse_plain_image(image: dict[str, Any]) -> Conversion | None:
                 if type(raw) is not dict or len(raw) != 1:
                     return None
                 value = raw["N"]
-                if type(value) is not str:
+                # Every spelling of a number that is not finite (Infinity, Inf, NaN, sNaN, any case)
+                # has an "n", no finite one has: those go to the general checks, which refuse them.
+                if type(value) is not str or "n" in value or "N" in value:
                     return None
-                number = Decimal(value)
-                if not number.is_finite():
-                    return None
-                attributes[name] = number
+                attributes[name] = Decimal(value)
             elif name in STRING_LIST_ATTRIBUTES:
                 if type(raw) is not dict or len(raw) != 1 or type(raw["L"]) is not list:
                     return None
@@ -325,12 +324,22 @@ def parse_change(record: Mapping[str, Any]) -> ConversionChange | None:
         raise MalformedRecordError("missing dynamodb section")
     if "NewImage" not in stream:
         raise MalformedRecordError(f"missing NewImage on {event_name}")
-    conversion = parse_image(stream["NewImage"])
+    # `parse_image` and `_previous_status`, their common cases inline (this runs for every record).
+    new_image = stream["NewImage"]
+    conversion = _parse_plain_image(new_image) if type(new_image) is dict else None
+    if conversion is None:
+        conversion = _parse_image(new_image)
     previous: str | None = None
     if event_name == MODIFY:
         if "OldImage" not in stream:
             raise MalformedRecordError("missing OldImage on MODIFY (stream view type must be NEW_AND_OLD_IMAGES)")
-        previous = _previous_status(stream["OldImage"])
+        old_image = stream["OldImage"]
+        value = old_image.get("status") if type(old_image) is dict else None
+        raw = value.get("S") if type(value) is dict and len(value) == 1 else None
+        if type(raw) is str and raw in _PREVIOUS_STATUSES:
+            previous = _PREVIOUS_STATUSES[raw]
+        else:
+            previous = _previous_status(old_image)
     raw_time = stream.get("ApproximateCreationDateTime")
     changed_at = float(raw_time) if type(raw_time) is float or type(raw_time) is int else change_time(raw_time)
     return ConversionChange(conversion, previous, changed_at)

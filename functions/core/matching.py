@@ -143,7 +143,7 @@ class _Index:
     result is the same as testing every postback.
     """
 
-    __slots__ = ("_latest_edit", "by_offer", "other_offers", "postbacks")
+    __slots__ = ("_latest_edit", "by_offer", "other_offers", "postbacks", "statuses")
 
     def __init__(self, postbacks: tuple[Postback, ...]) -> None:
         self.postbacks = postbacks
@@ -165,6 +165,10 @@ class _Index:
                     candidates.append(postback)
         self.other_offers: list[Postback] = global_scope
         self.by_offer = by_offer
+        # Every status an enabled postback listens to: a change to any other fires nothing.
+        self.statuses = frozenset(
+            status for postback in postbacks if postback.enabled for status in postback.conversion_statuses
+        )
         self._latest_edit: float | None = None
 
     def latest_edit(self) -> float:
@@ -200,7 +204,8 @@ def _index_of(postbacks: Iterable[Postback]) -> _Index:
     return index
 
 
-_NOTHING = MatchResult(deliveries=(), failures=())
+# What a change that fires nothing matches (always this object).
+NOTHING = MatchResult(deliveries=(), failures=())
 
 
 def match_change(
@@ -210,12 +215,14 @@ def match_change(
     conversion = change.conversion
     status = conversion.status
     if status == change.previous_status:
-        return _NOTHING
+        return NOTHING
     index = _index_of(postbacks)
+    if status not in index.statuses:
+        return NOTHING
     offer_id = conversion.offer_id
     candidates = index.by_offer.get(offer_id, index.other_offers)
     if not candidates:
-        return _NOTHING
+        return NOTHING
     deliveries: list[PlannedDelivery] = []
     failures: list[RenderFailure] = []
     too_long: list[PlannedDelivery] = []
@@ -230,7 +237,11 @@ def match_change(
             and status in postback.conversion_statuses
             and conversion_type in postback.conversion_types
             and postback.affiliate_id == affiliate_id
-            and offer_in_scope(postback, offer_id)
+            and (  # `offer_in_scope`
+                offer_id in postback.included_offer_ids
+                if postback.scope == Scope.OFFER
+                else offer_id not in postback.excluded_offer_ids
+            )
             and changed_at >= fires_from(postback)
         ):
             continue
@@ -244,7 +255,7 @@ def match_change(
         else:
             deliveries.append(planned)
     if not (deliveries or failures or too_long):
-        return _NOTHING
+        return NOTHING
     return MatchResult(tuple(deliveries), tuple(failures), tuple(too_long))
 
 

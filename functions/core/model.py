@@ -286,9 +286,29 @@ def new_postback_id() -> str:
     return "pb_" + new_ulid()
 
 
-# Base32 (RFC 4648, lower case) of every 10-bit value: two characters per lookup.
-_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
-_BASE32_PAIRS: tuple[str, ...] = tuple(first + second for first in _BASE32 for second in _BASE32)
+def _spread_levels() -> tuple[tuple[int, int, int], ...]:
+    """How `delivery_id_for` moves each 5-bit group of a 160-bit number into its own byte of 256 bits:
+    five levels, each halving the groups of bits in each slot (160 bits in a 256-bit slot, then 80 in
+    128, ... 5 in 8) — the low half stays, the high half moves up to the next slot. Per level: the
+    mask of the low halves, the mask of the high halves and how far those move."""
+    levels = []
+    width, slot = 160, 256
+    while width > 5:
+        half, slot = width // 2, slot // 2
+        low = sum(((1 << half) - 1) << (index * 2 * slot) for index in range(128 // slot))
+        levels.append((low, ((1 << 256) - 1) & ~low, slot - half))
+        width = half
+    return tuple(levels)
+
+
+_SPREAD = _spread_levels()
+_LOW1, _HIGH1, _SHIFT1 = _SPREAD[0]
+_LOW2, _HIGH2, _SHIFT2 = _SPREAD[1]
+_LOW3, _HIGH3, _SHIFT3 = _SPREAD[2]
+_LOW4, _HIGH4, _SHIFT4 = _SPREAD[3]
+_LOW5, _HIGH5, _SHIFT5 = _SPREAD[4]
+# Base32 (RFC 4648, lower case): the character of each 5-bit value, as a byte translation.
+_BASE32 = bytes.maketrans(bytes(range(32)), b"abcdefghijklmnopqrstuvwxyz234567")
 
 
 def delivery_id_for(postback_id: str, conversion_id: str, status: str) -> str:
@@ -297,31 +317,15 @@ def delivery_id_for(postback_id: str, conversion_id: str, status: str) -> str:
     Deterministic, so a redelivered stream record or a status flip-flop computes the same ID and
     the conditional write refuses a second delivery; it is also the `{deliveryId}` placeholder.
     `"dl_"` and the first 160 bits of SHA-256 in lower-case base32 (32 characters, no padding):
-    exactly `base64.b32encode(digest[:20]).decode().lower()`, written as sixteen lookups of ten
-    bits each because the evaluator derives one ID per match.
+    exactly `base64.b32encode(digest[:20]).decode().lower()`, computed with a few operations on the
+    whole number (each 5-bit group moved into a byte of its own, `_spread_levels`, then one byte
+    translation) because the evaluator derives one ID per match.
     """
     digest = hashlib.sha256(f"{postback_id}\x1f{conversion_id}\x1f{status}".encode()).digest()
-    high = int.from_bytes(digest[:10], "big")
-    low = int.from_bytes(digest[10:20], "big")
-    pairs = _BASE32_PAIRS
-    return "".join(
-        (
-            "dl_",
-            pairs[high >> 70],
-            pairs[(high >> 60) & 1023],
-            pairs[(high >> 50) & 1023],
-            pairs[(high >> 40) & 1023],
-            pairs[(high >> 30) & 1023],
-            pairs[(high >> 20) & 1023],
-            pairs[(high >> 10) & 1023],
-            pairs[high & 1023],
-            pairs[low >> 70],
-            pairs[(low >> 60) & 1023],
-            pairs[(low >> 50) & 1023],
-            pairs[(low >> 40) & 1023],
-            pairs[(low >> 30) & 1023],
-            pairs[(low >> 20) & 1023],
-            pairs[(low >> 10) & 1023],
-            pairs[low & 1023],
-        )
-    )
+    bits = int.from_bytes(digest[:20], "big")
+    bits = (bits & _LOW1) | (bits & _HIGH1) << _SHIFT1
+    bits = (bits & _LOW2) | (bits & _HIGH2) << _SHIFT2
+    bits = (bits & _LOW3) | (bits & _HIGH3) << _SHIFT3
+    bits = (bits & _LOW4) | (bits & _HIGH4) << _SHIFT4
+    bits = (bits & _LOW5) | (bits & _HIGH5) << _SHIFT5
+    return "dl_" + bits.to_bytes(32, "big").translate(_BASE32).decode("ascii")

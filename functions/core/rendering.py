@@ -174,11 +174,23 @@ class ChangeValues(dict[str, str]):
 
 
 # How a placeholder of a compiled template gets its value: from the change (an entry of
-# `Conversion.attributes` as text, or its getter, "" for a name outside the catalogue), or the IDs.
+# `Conversion.attributes` as text, or as an amount, the new status, or its getter — "" for a name
+# outside the catalogue), or the IDs. `render_change` computes the first three inline.
 _TEXT = 0
-_VALUE = 1
-_POSTBACK_ID = 2
-_DELIVERY_ID = 3
+_AMOUNT = 1
+_STATUS = 2
+_VALUE = 3
+_POSTBACK_ID = 4
+_DELIVERY_ID = 5
+# The amount placeholders read from `Conversion.attributes`, with the entry's name.
+_AMOUNT_ATTRIBUTES: dict[str, str] = {
+    placeholder.name: placeholder.attribute
+    for placeholder in CATALOGUE
+    if placeholder.source is Source.AMOUNT
+    and placeholder.attribute is not None
+    and placeholder.attribute not in _CONVERSION_FIELDS
+}
+_STATUS_NAMES = frozenset(p.name for p in CATALOGUE if p.source is Source.STATUS)
 
 
 def _no_value(change: ConversionChange) -> str:
@@ -190,8 +202,8 @@ class _Step(NamedTuple):
 
     kind: int
     name: str
-    attribute: str  # _TEXT: the entry of `Conversion.attributes` it shows
-    getter: Callable[[ConversionChange], str]  # _VALUE: computes it
+    attribute: str  # _TEXT, _AMOUNT: the entry of `Conversion.attributes` it shows
+    getter: Callable[[ConversionChange], str]  # computes it (_TEXT, _AMOUNT and _STATUS: as inline)
     literal: str
 
 
@@ -216,6 +228,8 @@ class _Template:
     # then a step for each. `{timestamp}` and `{signature}` are part of the literal text, as written.
     head: str = ""
     steps: tuple[_Step, ...] = ()
+    # The same as a `%` format: the literal text (each `%` doubled) with a `%s` for each step's value.
+    format: str = ""
 
 
 def _component_at(template: str, index: int, authority_start: int) -> Component:
@@ -271,6 +285,7 @@ def _parse_template(template: str) -> _Template:
         target_fixed=all(component in (Component.QUERY, Component.FRAGMENT) for component in components),
         head=head,
         steps=steps,
+        format=head.replace("%", "%%") + "".join("%s" + step.literal.replace("%", "%%") for step in steps),
     )
 
 
@@ -287,11 +302,21 @@ def _compile(literals: list[str], names: list[str]) -> tuple[str, tuple[_Step, .
             kinds.append((_DELIVERY_ID, name))
         elif name in _POSTBACK_ID_NAMES:
             kinds.append((_POSTBACK_ID, name))
+        elif name in _TEXT_ATTRIBUTES:
+            kinds.append((_TEXT, name))
+        elif name in _AMOUNT_ATTRIBUTES:
+            kinds.append((_AMOUNT, name))
         else:
-            kinds.append((_TEXT if name in _TEXT_ATTRIBUTES else _VALUE, name))
+            kinds.append((_STATUS if name in _STATUS_NAMES else _VALUE, name))
         texts.append(literal)
     steps = tuple(
-        _Step(kind, name, _TEXT_ATTRIBUTES.get(name, ""), _GETTERS_BY_NAME.get(name, _no_value), literal)
+        _Step(
+            kind,
+            name,
+            _TEXT_ATTRIBUTES.get(name) or _AMOUNT_ATTRIBUTES.get(name, ""),
+            _GETTERS_BY_NAME.get(name, _no_value),
+            literal,
+        )
         for (kind, name), literal in zip(kinds, texts[1:], strict=True)
     )
     return texts[0], steps
@@ -307,11 +332,6 @@ def _encode(value: str) -> str:
     return quote(value, safe="", errors="replace")
 
 
-def _unreserved(text: str) -> bool:
-    """Every character of `text` is unreserved: percent-encoding would leave it as it is."""
-    return text.isascii() and not text.encode("ascii").translate(None, _UNRESERVED)
-
-
 def render_change_url(template: str, values: ChangeValues, postback_id: str, delivery_id: str) -> str:
     """The template with each `{name}` replaced by its percent-encoded value for this change, postback
     and delivery; `RenderError` if the result would not point where the template does.
@@ -322,12 +342,11 @@ def render_change_url(template: str, values: ChangeValues, postback_id: str, del
     parsed = _parse_template(template)
     if not parsed.names:
         return template
-    pieces = [parsed.head]  # then a value and the literal text after it, for each step
-    append = pieces.append
-    for kind, name, _, _, literal in parsed.steps:
-        append(values[name] if kind < _POSTBACK_ID else delivery_id if kind == _DELIVERY_ID else postback_id)
-        append(literal)
-    return _finish(parsed, pieces)
+    texts = [
+        values[name] if kind < _POSTBACK_ID else delivery_id if kind == _DELIVERY_ID else postback_id
+        for kind, name, _, _, _ in parsed.steps
+    ]
+    return _finish(parsed, texts)
 
 
 def render_change(
@@ -339,29 +358,34 @@ def render_change(
     parsed = _parse_template(template)
     if not parsed.names:
         return template, parsed.hostname
-    attributes = change.conversion.attributes
-    pieces = [parsed.head]  # then a value and the literal text after it, for each step
-    append = pieces.append
-    for kind, _, attribute, getter, literal in parsed.steps:
+    conversion = change.conversion
+    attributes = conversion.attributes
+    values: list[str] = []
+    append = values.append
+    for kind, _, attribute, getter, _ in parsed.steps:
         if kind == _TEXT:
             value = attributes.get(attribute)
             append(value if type(value) is str else _text(value))
+        elif kind == _AMOUNT:
+            value = attributes.get(attribute)
+            append(format_amount(value) if type(value) is Decimal else _amount(value))
+        elif kind == _STATUS:
+            append(conversion.status.lower())
         elif kind == _VALUE:
             append(getter(change))
         else:
             append(delivery_id if kind == _DELIVERY_ID else postback_id)
-        append(literal)
-    return _finish(parsed, pieces), parsed.hostname
+    return _finish(parsed, values), parsed.hostname
 
 
-def _finish(parsed: _Template, pieces: list[str]) -> str:
-    """The rendered URL from the template's literal text and the values (`pieces[1::2]`), encoded."""
-    given = pieces[1::2]
-    # Most values (IDs, statuses, amounts) need no encoding: one test over all of them together,
-    # and each is encoded only if some need it.
-    if not _unreserved("".join(given)):
-        pieces[1::2] = [_encode(value) for value in given]
-    rendered = "".join(pieces)
+def _finish(parsed: _Template, values: list[str]) -> str:
+    """The rendered URL from the template's format and the values of its steps, encoded."""
+    # Most values (IDs, statuses, amounts) need no encoding: one test over all of them together
+    # (every character unreserved), and each is encoded only if some need it.
+    joined = "".join(values)
+    if not joined.isascii() or joined.encode("ascii").translate(None, _UNRESERVED):
+        values = [_encode(value) for value in values]
+    rendered = parsed.format % tuple(values)
     if not parsed.target_fixed:
         _check_target(parsed, rendered)
     return rendered

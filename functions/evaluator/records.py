@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from functions.core.conversion import MalformedRecordError, is_status_change, parse_change
+from functions.core.conversion import MalformedRecordError, parse_change
 from functions.core.model import ConversionChange
 
 
-class RecordItem(NamedTuple):  # one per record: a named tuple, the cheapest to make
+class RecordItem(NamedTuple):  # one per record: a named tuple, made with `tuple.__new__` below
     """One stream record of a batch, parsed."""
 
     position: int  # in the batch
@@ -41,11 +41,15 @@ def record_ids(record: Mapping[str, Any]) -> dict[str, Any]:
     return ids
 
 
+_new_tuple = tuple.__new__  # as `RecordItem._make`, without its Python-level call
+
+
 def parse_record(position: int, record: Mapping[str, Any]) -> RecordItem:
     try:
         change = parse_change(record)
     except MalformedRecordError as exc:
         return RecordItem(position, record, None, exc.reason)
-    if change is not None and not is_status_change(change):
+    # `is_status_change`, inline: only a change of status can fire.
+    if change is not None and change.conversion.status == change.previous_status:
         change = None
-    return RecordItem(position, record, change, None)
+    return _new_tuple(RecordItem, (position, record, change, None))

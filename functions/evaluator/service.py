@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from functions.core.matching import (
     DEFAULT_MAX_URL_BYTES,
+    NOTHING,
     REASON_URL_TOO_LONG,
     MatchResult,
     earlier_deliveries,
@@ -45,6 +46,14 @@ from functions.core.messages import (
 )
 from functions.core.metrics import Metric, MetricsBatch, RecordDeadLetterReason
 from functions.core.model import PlannedDelivery, Postback, format_timestamp, utc_now
+from functions.evaluator.ports import (
+    BatchResult,
+    DeliveryStore,
+    MessageQueue,
+    PostbackSource,
+    RulesVersionSource,
+    WriteMap,
+)
 from functions.evaluator.records import RecordItem, parse_record, record_ids, sequence_number
 from functions.evaluator.rules_cache import RulesCache
 from functions.logs import Event, log_event
@@ -52,67 +61,28 @@ from functions.storage.deliveries import CreateOutcome
 from functions.storage.errors import permanent_failure
 from functions.storage.queues import SQS_BATCH_LIMIT, OutgoingMessage, QueueSendError
 
-if TYPE_CHECKING:
-    from functions.storage.postbacks import RulesVersion
-
 logger = logging.getLogger(__name__)
 
 
-class PostbackSource(Protocol):
-    def list_for_affiliate(self, affiliate_id: str) -> list[Postback]: ...
+# A named tuple made for every record or delivery is made with `tuple.__new__` (as its `_make`
+# does), about two-thirds of the cost of calling the class (its `__new__` is a Python function).
+_new_tuple = tuple.__new__
 
 
-class RulesVersionSource(Protocol):
-    def rules_version(self) -> RulesVersion: ...
-
-
-class DeliveryStore(Protocol):
-    def create(self, planned: PlannedDelivery, *, now: datetime, ttl_days: int) -> CreateOutcome: ...
-
-    def pending_among(self, delivery_ids: Sequence[str]) -> list[PlannedDelivery]: ...
-
-    def create_dead_lettered(self, planned: PlannedDelivery, reason: str, *, now: datetime, ttl_days: int) -> bool: ...
-
-    def mark_dlq_copy_sent(self, delivery_id: str, now: datetime) -> bool: ...
-
-
-class WriteMap(Protocol):
-    """How the batch's conditional writes are made: the built-in `map` one after the other, or a thread
-    pool's `map` (the handler's: `POSTBACKS_EVALUATOR_WRITE_CONCURRENCY` at a time); results in order."""
-
-    def __call__(
-        self, function: Callable[[PlannedDelivery], CreateOutcome | Exception], deliveries: Sequence[PlannedDelivery], /
-    ) -> Iterable[CreateOutcome | Exception]: ...
-
-
-class MessageQueue(Protocol):
-    def send(self, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str: ...
-
-    def send_batch(self, messages: Iterable[OutgoingMessage]) -> None: ...
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """The outcome of one batch; `failed_sequence_number` is where Lambda must retry from."""
-
-    records: int
-    status_changes: int
-    deliveries_created: int
-    deliveries_enqueued: int
-    dead_lettered: int
-    failed_sequence_number: str | None
-
-    def as_response(self) -> dict[str, list[dict[str, str]]]:
-        if self.failed_sequence_number is None:
-            return {"batchItemFailures": []}
-        return {"batchItemFailures": [{"itemIdentifier": self.failed_sequence_number}]}
-
-
-class _Pending(NamedTuple):  # one per delivery: a named tuple, the cheapest to make
+class _Pending(NamedTuple):  # one per delivery
     """A planned delivery and the position in the batch of the record it came from."""
 
     position: int
     delivery: PlannedDelivery
+
+
+class _Planned(NamedTuple):
+    """What phase 1 read and what the batch's status changes match (the pure part of phase 2)."""
+
+    rules: dict[str, tuple[Postback, ...]]  # each affiliate's postbacks, read once
+    matches: dict[int, MatchResult | Exception]  # by record index; a match that raised keeps its exception
+    deliveries: dict[str, PlannedDelivery]  # to write, by ID, in record order
+    read_failed_at: int | None  # the index of the record whose affiliate's read failed (None: none)
 
 
 @dataclass(frozen=True)
@@ -162,17 +132,20 @@ class ConversionEvaluator:
         """Evaluate one batch; counts go to `metrics` (the handler flushes it), one `evaluator.batch` line."""
         now = self._clock()
         items = [parse_record(index, record) for index, record in enumerate(records)]
-        rules, read_failed_at = self._load_rules(items)
-        limit = len(items) if read_failed_at is None else read_failed_at
-        written = self._write(items[:limit], rules, now, metrics)
+        status_changes = len(items) - [item.change for item in items].count(None)
+        planned = self._plan(items)
+        limit = len(items) if planned.read_failed_at is None else planned.read_failed_at
+        attempts = self._create_all(planned.deliveries, now)
+        written = self._write(items[:limit], planned, attempts, now, metrics)
         enqueued, enqueue_failed_at = self._enqueue(written.pending)
-        failures = [index for index in (read_failed_at, written.failed_at, enqueue_failed_at) if index is not None]
+        failures = [i for i in (planned.read_failed_at, written.failed_at, enqueue_failed_at) if i is not None]
         failed = None
         if failures:
             failed = sequence_number(items[min(failures)].record) or ""
+        rules = planned.rules
         result = BatchResult(
             records=len(items),
-            status_changes=sum(1 for item in items if item.change is not None),
+            status_changes=status_changes,
             deliveries_created=written.created,
             deliveries_enqueued=enqueued,
             dead_lettered=written.dead_lettered,
@@ -197,32 +170,54 @@ class ConversionEvaluator:
         )
         return result
 
-    def _load_rules(self, items: Sequence[RecordItem]) -> tuple[dict[str, tuple[Postback, ...]], int | None]:
-        """Each distinct affiliate's postbacks, once, in record order; stop at the first failing read."""
+    def _plan(self, items: Sequence[RecordItem]) -> _Planned:
+        """Phase 1 and the pure part of phase 2, in one pass in record order: each distinct affiliate's
+        postbacks, once (stopping at the first failing read), each status change's match, and the
+        deliveries to write (once per ID; not those over the URL limit)."""
         rules: dict[str, tuple[Postback, ...]] = {}
-        if any(item.change is not None for item in items):
+        matches: dict[int, MatchResult | Exception] = {}
+        planned: dict[str, PlannedDelivery] = {}
+        too_long: set[str] = set()
+        changes = [item for item in items if item.change is not None]
+        if changes:
             self._observe_rules_version()
-        for item in items:
-            if item.change is None:
-                continue
-            affiliate_id = item.change.conversion.affiliate_id
-            if affiliate_id in rules:
-                continue
+        get_rules = self._rules.get
+        load = self._postbacks.list_for_affiliate
+        max_url_bytes = self._max_url_bytes
+        for item in changes:
+            change = item.change
+            assert change is not None
+            affiliate_id = change.conversion.affiliate_id
+            postbacks = rules.get(affiliate_id)
+            if postbacks is None:
+                try:
+                    postbacks = rules[affiliate_id] = get_rules(affiliate_id, load)
+                except Exception as exc:
+                    log_event(
+                        logger,
+                        Event.RULES_READ_FAILED,
+                        logging.ERROR,
+                        exc_info=True,
+                        affiliate_id=affiliate_id,
+                        conversion_id=change.conversion.conversion_id,
+                        sequence_number=sequence_number(item.record),
+                        reason=type(exc).__name__,
+                    )
+                    return _Planned(rules, matches, planned, item.position)
             try:
-                rules[affiliate_id] = self._rules.get(affiliate_id, self._postbacks.list_for_affiliate)
+                match = match_change(change, postbacks, max_url_bytes)
             except Exception as exc:
-                log_event(
-                    logger,
-                    Event.RULES_READ_FAILED,
-                    logging.ERROR,
-                    exc_info=True,
-                    affiliate_id=affiliate_id,
-                    conversion_id=item.change.conversion.conversion_id,
-                    sequence_number=sequence_number(item.record),
-                    reason=type(exc).__name__,
-                )
-                return rules, item.position
-        return rules, None
+                matches[item.position] = exc
+                continue
+            matches[item.position] = match
+            if match is NOTHING:
+                continue
+            if match.too_long:
+                too_long.update(delivery.delivery_id for delivery in match.too_long)
+            for delivery in match.deliveries:
+                if delivery.delivery_id not in too_long:
+                    planned.setdefault(delivery.delivery_id, delivery)
+        return _Planned(rules, matches, planned, None)
 
     def _observe_rules_version(self) -> None:
         """Tell the rules cache the table's rules version (one GetItem); unknown if the read fails."""
@@ -242,7 +237,8 @@ class ConversionEvaluator:
     def _write(
         self,
         items: Sequence[RecordItem],
-        rules: Mapping[str, tuple[Postback, ...]],
+        planned: _Planned,
+        attempts: Mapping[str, CreateOutcome | Exception],
         now: datetime,
         metrics: MetricsBatch | None,
     ) -> _Written:
@@ -253,8 +249,7 @@ class ConversionEvaluator:
         then taken in record order, exactly as if each had been made in its turn. A write made for
         a record after the first failing one is safe to make again (see the module docstring).
         """
-        matches = self._match_all(items, rules)
-        attempts = self._create_all(items, matches, now)
+        rules, matches = planned.rules, planned.matches
         pending: list[_Pending] = []
         seen: set[str] = set()
         edits: dict[str, float] = {}  # per affiliate: its newest postback save (epoch seconds)
@@ -273,35 +268,41 @@ class ConversionEvaluator:
                 affiliate_id = change.conversion.affiliate_id
                 postbacks = rules[affiliate_id]
                 match = matches[item.position]
-                if isinstance(match, Exception):
-                    raise match
-                for failure in match.failures:
-                    self._dead_letter(
-                        item.record,
-                        f"{failure.reason} (postback {failure.postback_id})",
-                        now,
-                        RecordDeadLetterReason.RENDER_FAILED,
-                        metrics,
-                        postback_id=failure.postback_id,
-                    )
-                    dead_lettered += 1
-                for delivery in match.too_long:
-                    if delivery.delivery_id not in seen:
-                        seen.add(delivery.delivery_id)
-                        self._record_url_too_long(delivery, now, metrics)
-                for delivery in match.deliveries:
-                    # A flip-flop or a duplicate record within the batch: one write, one message.
-                    if delivery.delivery_id in seen:
-                        continue
-                    outcome = self._create(item, delivery, attempts[delivery.delivery_id], metrics, now)
-                    seen.add(delivery.delivery_id)
-                    if outcome is None:
+                if match is not NOTHING:  # (most status changes fire nothing)
+                    if isinstance(match, Exception):
+                        raise match
+                    for failure in match.failures:
+                        self._dead_letter(
+                            item.record,
+                            f"{failure.reason} (postback {failure.postback_id})",
+                            now,
+                            RecordDeadLetterReason.RENDER_FAILED,
+                            metrics,
+                            postback_id=failure.postback_id,
+                        )
                         dead_lettered += 1
-                        continue
-                    if outcome is CreateOutcome.CREATED:
-                        created += 1
-                    if outcome is not CreateOutcome.EXISTS_HANDLED:
-                        pending.append(_Pending(item.position, delivery))
+                    for delivery in match.too_long:
+                        if delivery.delivery_id not in seen:
+                            seen.add(delivery.delivery_id)
+                            self._record_url_too_long(delivery, now, metrics)
+                    for delivery in match.deliveries:
+                        # A flip-flop or a duplicate record within the batch: one write, one message.
+                        if delivery.delivery_id in seen:
+                            continue
+                        attempt = attempts[delivery.delivery_id]
+                        outcome = (
+                            self._create(item, delivery, attempt, metrics, now)
+                            if isinstance(attempt, Exception)
+                            else attempt
+                        )
+                        seen.add(delivery.delivery_id)
+                        if outcome is None:
+                            dead_lettered += 1
+                            continue
+                        if outcome is CreateOutcome.CREATED:
+                            created += 1
+                        if outcome is not CreateOutcome.EXISTS_HANDLED:
+                            pending.append(_new_tuple(_Pending, (item.position, delivery)))
                 edited_at = edits.get(affiliate_id)
                 if edited_at is None:
                     edited_at = edits[affiliate_id] = latest_edit(postbacks)
@@ -329,35 +330,10 @@ class ConversionEvaluator:
                 return _Written(kept, created, dead_lettered, item.position)
         return _Written(pending, created, dead_lettered, None)
 
-    def _match_all(
-        self, items: Sequence[RecordItem], rules: Mapping[str, tuple[Postback, ...]]
-    ) -> dict[int, MatchResult | Exception]:
-        """Each status change's match (pure), by record index; a match that raised keeps its exception."""
-        matches: dict[int, MatchResult | Exception] = {}
-        for item in items:
-            if item.change is None or item.change.conversion.affiliate_id not in rules:
-                continue
-            try:
-                postbacks = rules[item.change.conversion.affiliate_id]
-                matches[item.position] = match_change(item.change, postbacks, self._max_url_bytes)
-            except Exception as exc:
-                matches[item.position] = exc
-        return matches
-
     def _create_all(
-        self, items: Sequence[RecordItem], matches: Mapping[int, MatchResult | Exception], now: datetime
+        self, planned: Mapping[str, PlannedDelivery], now: datetime
     ) -> dict[str, CreateOutcome | Exception]:
         """The conditional write of each delivery the batch matches (once per ID), through `write_map`."""
-        planned: dict[str, PlannedDelivery] = {}
-        too_long: set[str] = set()
-        for item in items:
-            match = matches.get(item.position)
-            if not isinstance(match, MatchResult):
-                continue
-            too_long.update(delivery.delivery_id for delivery in match.too_long)
-            for delivery in match.deliveries:
-                if delivery.delivery_id not in too_long:
-                    planned.setdefault(delivery.delivery_id, delivery)
         outcomes = self._write_map(lambda delivery: self._attempt_create(delivery, now), list(planned.values()))
         return dict(zip(planned, outcomes, strict=True))
 
@@ -377,7 +353,7 @@ class ConversionEvaluator:
     ) -> CreateOutcome | None:
         """The write's outcome; None when DynamoDB refused this delivery for good (the record is dead-lettered)."""
         if not isinstance(attempt, Exception):
-            return attempt
+            return attempt  # (the caller takes a successful write's outcome itself)
         reason = permanent_failure(attempt)
         if reason is None:
             raise attempt
@@ -453,7 +429,7 @@ class ConversionEvaluator:
             return []
         found = self._deliveries.pending_among(candidates)
         seen.update(delivery.delivery_id for delivery in found)
-        return [_Pending(item.position, delivery) for delivery in found]
+        return [_new_tuple(_Pending, (item.position, delivery)) for delivery in found]
 
     def _enqueue(self, pending: Sequence[_Pending]) -> tuple[int, int | None]:
         """Send in record order, ten per call; return (sent, index of the first record not fully sent)."""

@@ -33,14 +33,24 @@ class QueueDeleteError(Exception):
         self.receipt_handles = list(receipt_handles)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OutgoingMessage:
-    """One message of a batch send."""
+    """One message of a batch send. Its own `__init__`, made for every delivery the evaluator enqueues:
+    see functions/core/model.py (`PlannedDelivery`)."""
 
     id: str  # unique within one batch call; [A-Za-z0-9_-]{1,80}
     body: dict[str, Any]
     attributes: dict[str, str] | None = None
     delay_seconds: int = 0
+
+    def __init__(
+        self, id: str, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0
+    ) -> None:
+        fields = self.__dict__
+        fields["id"] = id
+        fields["body"] = body
+        fields["attributes"] = attributes
+        fields["delay_seconds"] = delay_seconds
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ _TEMPLATES = (
     "https://t.example/plain",
     "https://t.example:8443/cb?unknown={nope}&prev={previousStatus}",
     "https://{affS1}/cb",
+    "https://t.example/a%20b?lit=%s%25&c={affS1}%%{payout}&s={conversionStatus}%d",
 )
 
 
@@ -275,6 +276,10 @@ _ODD_VALUES: tuple[Any, ...] = (
     {"N": "12.50"},
     {"N": "1E+2"},
     {"N": "NaN"},
+    {"N": "-Infinity"},
+    {"N": " sNaN12"},
+    {"N": "inf"},
+    {"N": " -1_000.5e-3 "},
     {"N": "twelve"},
     {"N": 3},
     {"L": [{"S": "Q1"}, {"S": "Q2"}]},
@@ -357,3 +362,76 @@ def test_the_offer_indexes_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     for number in range(10):
         assert _fired(change, [postback(f"pb_{number}")]) == [f"pb_{number}"]
         assert len(matching._INDEXES) <= 3
+
+
+# OldImage values a stream record may hold: its status plain (in spellings seen before or not), odd
+# or absent; the image itself another mapping type, or not a mapping at all.
+_OLD_STATUSES: tuple[Any, ...] = (
+    {"S": "pending"},
+    {"S": "PENDING"},
+    {"S": "  Conversion_Status_On_Hold "},
+    {"S": ""},
+    {"S": "made-up"},
+    {"S": 7},
+    {"N": "1"},
+    {"NULL": True},
+    {"S": "pending", "NULL": True},
+    MappingProxyType({"S": "approved"}),
+    "pending",
+    None,
+)
+
+
+def _reference_change(record: Mapping[str, Any]) -> Any:
+    """`parse_change` through the general checks alone (`_parse_image`, `_previous_status`)."""
+    try:
+        if record["eventName"] == "REMOVE":
+            return None
+        stream = record["dynamodb"]
+        conversion = conversion_module._parse_image(stream["NewImage"])
+        previous = None
+        if record["eventName"] == "MODIFY":
+            if "OldImage" not in stream:
+                raise MalformedRecordError("missing OldImage on MODIFY (stream view type must be NEW_AND_OLD_IMAGES)")
+            previous = conversion_module._previous_status(stream["OldImage"])
+        return ConversionChange(conversion, previous, float(stream["ApproximateCreationDateTime"]))
+    except MalformedRecordError as exc:
+        return exc.reason
+
+
+def test_parse_change_gives_what_the_general_checks_give() -> None:
+    rng = random.Random(23)
+    generator = RecordGenerator(random.Random(29), affiliates=20)
+    kinds = {"change": 0, "refused": 0, "plain_previous": 0}
+    for number, generated in enumerate(generator.batch(3000, 1_767_225_600.0)):
+        record = generated.record
+        stream = dict(record["dynamodb"])
+        image = dict(stream["NewImage"])
+        if rng.random() < 0.2:  # an odd value in the new image
+            image[rng.choice(_IMAGE_NAMES)] = rng.choice(_ODD_VALUES)
+        stream["NewImage"] = image if rng.random() < 0.9 else MappingProxyType(image)
+        choice = rng.random()
+        if choice < 0.1:
+            stream.pop("OldImage", None)
+        elif choice < 0.15:
+            stream["OldImage"] = rng.choice(("plain", None, MappingProxyType(dict(image))))
+        elif choice < 0.5:
+            old = dict(stream.get("OldImage") or image)
+            status = rng.choice(_OLD_STATUSES)
+            if status is None:
+                old.pop("status", None)
+            elif isinstance(status, dict) and status.get("S") == "made-up":
+                old["status"] = {"S": f"made-up-{number}"}  # a spelling never seen
+            else:
+                old["status"] = status
+            stream["OldImage"] = old
+        event_name = rng.choice(("INSERT", "MODIFY", "MODIFY", "MODIFY", "REMOVE"))
+        changed = {**record, "eventName": event_name, "dynamodb": stream}
+        expected = _reference_change(changed)
+        assert _parsed_or_reason(changed, parse_change) == expected
+        if isinstance(expected, ConversionChange):
+            kinds["change"] += 1
+            kinds["plain_previous"] += expected.previous_status is not None
+        elif isinstance(expected, str):
+            kinds["refused"] += 1
+    assert kinds["change"] > 1000 and kinds["refused"] > 200 and kinds["plain_previous"] > 500

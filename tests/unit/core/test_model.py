@@ -21,6 +21,7 @@ from functions.core.model import (
     parse_timestamp,
     utc_now,
 )
+from functions.storage.queues import OutgoingMessage
 
 pytestmark = pytest.mark.unit
 
@@ -83,10 +84,10 @@ def test_timestamps_round_trip_and_sort_as_text() -> None:
     assert format_timestamp(parse_timestamp("2026-11-24T10:00:00Z")) < text
 
 
-@pytest.mark.parametrize("cls", [Conversion, ConversionChange, PlannedDelivery, MatchResult])
+@pytest.mark.parametrize("cls", [Conversion, ConversionChange, PlannedDelivery, MatchResult, OutgoingMessage])
 def test_a_hand_written_init_takes_and_sets_exactly_the_dataclass_fields(cls: type) -> None:
-    """`Conversion`, `ConversionChange`, `PlannedDelivery` and `MatchResult` set their fields in their own
-    `__init__` (functions/core/model.py says why)."""
+    """`Conversion`, `ConversionChange`, `PlannedDelivery`, `MatchResult` and `OutgoingMessage` set their
+    fields in their own `__init__` (functions/core/model.py says why)."""
     fields = dataclasses.fields(cls)
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
     assert [parameter.name for parameter in parameters] == [field.name for field in fields]

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from functions.core.model import Postback, Scope, delivery_id_for
+from functions.evaluator.ports import WriteMap
 from functions.evaluator.rules_cache import RulesCache
-from functions.evaluator.service import ConversionEvaluator, WriteMap
+from functions.evaluator.service import ConversionEvaluator
 from functions.storage.postbacks import RulesVersion
 from tests.support.conversions import conversion, postback
 from tests.support.fakes import InMemoryPlannedDeliveries, InMemoryPostbacks, InMemoryQueue

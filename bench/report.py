@@ -37,6 +37,20 @@ class BenchmarkResult:
     seconds: float = 0.0
 
 
+def result_to_json(result: BenchmarkResult) -> dict[str, Any]:
+    """A result as JSON-ready data (what a benchmark's own interpreter hands back to `bench.run`)."""
+    return json.loads(json.dumps(asdict(result), default=str))  # type: ignore[no-any-return]
+
+
+def result_from_json(data: dict[str, Any]) -> BenchmarkResult:
+    return BenchmarkResult(
+        name=data["name"],
+        rows=[Row(**row) for row in data["rows"]],
+        details=data.get("details", {}),
+        seconds=data.get("seconds", 0.0),
+    )
+
+
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"

@@ -43,6 +43,7 @@ from functions.core.model import (
     Postback,
     Scope,
     delivery_id_for,
+    direct_init,
     parse_timestamp,
 )
 from functions.core.rendering import RenderError, render_change
@@ -60,26 +61,15 @@ class RenderFailure:
     reason: str
 
 
-@dataclass(frozen=True, init=False)
+@direct_init  # made for every change that fires
+@dataclass(frozen=True)
 class MatchResult:
-    """What a change fires. Its own `__init__`, made for every change that fires: see
-    functions/core/model.py (`Conversion`)."""
+    """What a change fires."""
 
     deliveries: tuple[PlannedDelivery, ...]
     failures: tuple[RenderFailure, ...]
     # Matches whose rendered URL is over the limit, the URL cut to it: recorded `url_too_long`, never sent.
     too_long: tuple[PlannedDelivery, ...] = ()
-
-    def __init__(
-        self,
-        deliveries: tuple[PlannedDelivery, ...],
-        failures: tuple[RenderFailure, ...],
-        too_long: tuple[PlannedDelivery, ...] = (),
-    ) -> None:
-        fields = self.__dict__
-        fields["deliveries"] = deliveries
-        fields["failures"] = failures
-        fields["too_long"] = too_long
 
 
 def offer_in_scope(postback: Postback, offer_id: str) -> bool:

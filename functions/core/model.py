@@ -9,11 +9,11 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from functions.core.signing import SigningSecret
 
@@ -157,14 +157,46 @@ class Delivery:
         return None
 
 
-# Frozen dataclasses made for every stream record or every match (`Conversion`, `ConversionChange`,
-# `PlannedDelivery`) have their own `__init__` (`init=False`), which stores the fields in the
-# instance's `__dict__`: the generated frozen `__init__` sets each one through `object.__setattr__`,
-# at about twice the cost. Same parameters, same fields (tests/unit/core/test_model.py checks both
-# against the dataclass's fields); still frozen, compared and printed as dataclasses.
+_Record = TypeVar("_Record")
 
 
-@dataclass(frozen=True, init=False)
+def direct_init(cls: type[_Record]) -> type[_Record]:
+    """Give a frozen dataclass an `__init__` that stores its fields straight in the instance's `__dict__`.
+
+    For records made for every stream record, match or enqueued delivery (`Conversion`,
+    `ConversionChange`, `PlannedDelivery`, `MatchResult`, `OutgoingMessage`): the frozen
+    dataclass's own `__init__` sets each field through `object.__setattr__`, at about twice the
+    cost. Same parameters and defaults as the dataclass's (a field with a `default_factory` takes
+    None for a fresh default), generated from its fields as `dataclasses` generates its own; the
+    record stays frozen, compared and printed as a dataclass (tests/unit/core/test_model.py).
+    """
+    namespace: dict[str, Any] = {}
+    parameters: list[str] = []
+    stores: list[str] = []
+    for item in fields(cls):  # type: ignore[arg-type]
+        name = item.name
+        if item.default is not MISSING:
+            namespace[f"_default_{name}"] = item.default
+            parameters.append(f"{name}=_default_{name}")
+            stores.append(f"    stored[{name!r}] = {name}")
+        elif item.default_factory is not MISSING:
+            namespace[f"_factory_{name}"] = item.default_factory
+            parameters.append(f"{name}=None")
+            stores.append(f"    stored[{name!r}] = _factory_{name}() if {name} is None else {name}")
+        else:
+            parameters.append(name)
+            stores.append(f"    stored[{name!r}] = {name}")
+    source = f"def __init__(self, {', '.join(parameters)}):\n    stored = self.__dict__\n" + "\n".join(stores)
+    exec(source, namespace)  # field names only, from the class's own definition
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy keeps the dataclass's signature)
+    return cls
+
+
+@direct_init
+@dataclass(frozen=True)
 class PlannedDelivery:
     """One match, rendered (`functions.core.matching`): what the delivery record is created from."""
 
@@ -180,33 +212,9 @@ class PlannedDelivery:
     # The first attempt waits this long after the match (the postback's `delay_seconds`).
     delay_seconds: int = 0
 
-    def __init__(
-        self,
-        delivery_id: str,
-        postback_id: str,
-        affiliate_id: str,
-        conversion_id: str,
-        conversion_status: str,
-        previous_status: str | None,
-        offer_id: str,
-        url: str,
-        target_host: str,
-        delay_seconds: int = 0,
-    ) -> None:
-        fields = self.__dict__
-        fields["delivery_id"] = delivery_id
-        fields["postback_id"] = postback_id
-        fields["affiliate_id"] = affiliate_id
-        fields["conversion_id"] = conversion_id
-        fields["conversion_status"] = conversion_status
-        fields["previous_status"] = previous_status
-        fields["offer_id"] = offer_id
-        fields["url"] = url
-        fields["target_host"] = target_host
-        fields["delay_seconds"] = delay_seconds
 
-
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class Conversion:
     """One conversion as the conversion service wrote it (docs/contract.md §3), status normalised."""
 
@@ -217,25 +225,9 @@ class Conversion:
     status: str
     attributes: dict[str, str | Decimal | list[str]] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        conversion_id: str,
-        affiliate_id: str,
-        offer_id: str,
-        conversion_type: str,
-        status: str,
-        attributes: dict[str, str | Decimal | list[str]] | None = None,
-    ) -> None:
-        fields = self.__dict__
-        fields["conversion_id"] = conversion_id
-        fields["affiliate_id"] = affiliate_id
-        fields["offer_id"] = offer_id
-        fields["conversion_type"] = conversion_type
-        fields["status"] = status
-        fields["attributes"] = {} if attributes is None else attributes
 
-
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class ConversionChange:
     """A stream record reduced to what firing needs: the new image and the previous status."""
 
@@ -243,12 +235,6 @@ class ConversionChange:
     previous_status: str | None
     # When the change was written (stream ApproximateCreationDateTime), seconds since the epoch.
     changed_at: float
-
-    def __init__(self, conversion: Conversion, previous_status: str | None, changed_at: float) -> None:
-        fields = self.__dict__
-        fields["conversion"] = conversion
-        fields["previous_status"] = previous_status
-        fields["changed_at"] = changed_at
 
 
 def utc_now() -> datetime:

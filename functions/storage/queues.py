@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from functions.core.model import direct_init
+
 SQS_BATCH_LIMIT = 10
 MAX_VISIBILITY_SECONDS = 43200  # 12 h, the SQS maximum
 
@@ -33,24 +35,15 @@ class QueueDeleteError(Exception):
         self.receipt_handles = list(receipt_handles)
 
 
-@dataclass(frozen=True, init=False)
+@direct_init  # made for every delivery the evaluator enqueues
+@dataclass(frozen=True)
 class OutgoingMessage:
-    """One message of a batch send. Its own `__init__`, made for every delivery the evaluator enqueues:
-    see functions/core/model.py (`PlannedDelivery`)."""
+    """One message of a batch send."""
 
     id: str  # unique within one batch call; [A-Za-z0-9_-]{1,80}
     body: dict[str, Any]
     attributes: dict[str, str] | None = None
     delay_seconds: int = 0
-
-    def __init__(
-        self, id: str, body: dict[str, Any], attributes: dict[str, str] | None = None, delay_seconds: int = 0
-    ) -> None:
-        fields = self.__dict__
-        fields["id"] = id
-        fields["body"] = body
-        fields["attributes"] = attributes
-        fields["delay_seconds"] = delay_seconds
 
 
 @dataclass(frozen=True)

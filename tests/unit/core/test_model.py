@@ -87,7 +87,7 @@ def test_timestamps_round_trip_and_sort_as_text() -> None:
 @pytest.mark.parametrize("cls", [Conversion, ConversionChange, PlannedDelivery, MatchResult, OutgoingMessage])
 def test_a_hand_written_init_takes_and_sets_exactly_the_dataclass_fields(cls: type) -> None:
     """`Conversion`, `ConversionChange`, `PlannedDelivery`, `MatchResult` and `OutgoingMessage` set their
-    fields in their own `__init__` (functions/core/model.py says why)."""
+    fields in the `__init__` that `direct_init` generates (functions/core/model.py says why)."""
     fields = dataclasses.fields(cls)
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
     assert [parameter.name for parameter in parameters] == [field.name for field in fields]
